@@ -1,0 +1,737 @@
+#!/usr/bin/env python3
+"""Prepares IEMOCAP for 4-class speech emotion recognition with 5 session folds.
+
+Reads the categorical labels of ``IEMOCAP_full_release``, keeps neutral, happy
+(``hap`` and ``exc`` merged), angry and sad, and writes SpeechBrain CSV manifests:
+
+* ``save_folder/all.csv``: every kept utterance;
+* ``save_folder/fold{k}/{train,valid,test}.csv`` for k = 1..5: fold k tests on
+  session k and trains on the other four (leave-one-session-out). ``valid.csv`` is
+  empty (header only) with ``valid_mode="none"`` (model selection = last epoch) or
+  holds one speaker of a training session with ``valid_mode="speaker"`` (see
+  :func:`ser_lib.data.folds.choose_valid_speaker`).
+
+Columns: ``ID,duration,wav,emo,spk_id,gender,session,style,dialog``; ``wav`` starts
+with ``$data_root`` (give ``replacements={"data_root": data_folder}`` to
+``DynamicItemDataset.from_csv``).
+
+Expected layout (the official release)::
+
+    IEMOCAP_full_release/Session{1..5}/dialog/EmoEvaluation/<dialog>.txt
+    IEMOCAP_full_release/Session{1..5}/sentences/wav/<dialog>/<utterance>.wav
+
+Each annotation file has one line per utterance,
+``[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]``, followed by the annotators'
+``C-...:``/``A-...:`` lines. Sub-folders (``Categorical/``, ``Attribute/``,
+``Self-evaluation/``) and hidden or AppleDouble ``._*`` files are skipped.
+
+Usage from a recipe::
+
+    from iemocap_prepare import prepare_iemocap
+    run_on_main(prepare_iemocap, kwargs={"data_folder": ..., "save_folder": ...})
+
+Command line::
+
+    python recipes/IEMOCAP/iemocap_prepare.py \\
+        --data_folder PATH/IEMOCAP_full_release --save_folder OUT \\
+        [--subset all|improvised|scripted] [--valid_mode none|speaker]
+
+Authors
+ * ser_lib contributors 2025
+"""
+
+import argparse
+import logging
+import os
+import re
+from collections import Counter
+
+import soundfile
+from speechbrain.utils.logger import get_logger
+
+from ser_lib.data.folds import VALID_MODES, write_group_folds
+from ser_lib.data.manifest import (
+    MANIFEST_COLUMNS,
+    clear_prep_options,
+    prep_options_match,
+    read_manifest,
+    save_prep_options,
+    write_manifest,
+)
+
+logger = get_logger(__name__)
+
+RELEASE_FOLDER_NAME = "IEMOCAP_full_release"
+SESSIONS = (1, 2, 3, 4, 5)
+SUBSETS = ("all", "improvised", "scripted")
+EMOTION_MAP = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
+"""Raw IEMOCAP label -> class; every other label (fru, sur, xxx...) is dropped."""
+CLASSES = ("neu", "hap", "ang", "sad")
+"""The 4 classes, in logging order."""
+STYLE_MARKERS = {"impro": "improvised", "script": "scripted"}
+"""Substring of the dialog name -> style."""
+PREP_VERSION = 1
+"""Bump when the outputs change for the same options, so old preparations redo."""
+
+# Counts of the 4-class "all" subset on the official full release (hap + exc merged).
+FULL_RELEASE_N_ANNOTATED = 10039
+"""Utterances with a categorical label line in the full release."""
+EXPECTED_LABEL_COUNTS = {"neu": 1708, "hap": 1636, "ang": 1103, "sad": 1084}
+EXPECTED_SESSION_COUNTS = {1: 1085, 2: 1023, 3: 1151, 4: 1031, 5: 1241}
+EXPECTED_TOTAL = 5531
+
+_LINE_RE = re.compile(
+    r"^\[\s*(?P<start>\d+(?:\.\d+)?)\s*-\s*(?P<end>\d+(?:\.\d+)?)\s*\]"
+    r"\s+(?P<id>\S+)\s+(?P<label>\S+)\s+\[(?P<vad>[^\]]*)\]\s*$"
+)
+_FIRST_FIELD_RE = re.compile(r"^Ses(?P<session>\d+)[FM]$")
+
+
+def parse_utterance_id(utt_id):
+    """Derives session, speaker, gender, dialog and style from an utterance ID.
+
+    The speaker is the session plus the first letter of the LAST ``_`` field of the
+    ID (``Ses01F_impro01_M012`` is session 1's male speaker); the dialog is the ID
+    without that field. No fixed character positions are used, since dialog names
+    vary (``script01_1b``, ``impro05a``).
+
+    Arguments
+    ---------
+    utt_id : str
+        An IEMOCAP utterance ID such as ``Ses01F_script01_1b_F000``.
+
+    Returns
+    -------
+    dict
+        Keys ``session`` (int), ``spk_id`` (e.g. ``Ses01M``), ``gender`` (F/M),
+        ``dialog`` and ``style`` (improvised/scripted).
+
+    Raises
+    ------
+    ValueError
+        If the ID does not have the IEMOCAP shape.
+
+    Example
+    -------
+    >>> info = parse_utterance_id("Ses01F_script01_1b_M003")
+    >>> info["session"], info["spk_id"], info["gender"], info["dialog"], info["style"]
+    (1, 'Ses01M', 'M', 'Ses01F_script01_1b', 'scripted')
+    >>> parse_utterance_id("Ses02M_impro05a_F010")["spk_id"]
+    'Ses02F'
+    """
+    fields = utt_id.split("_")
+    first = _FIRST_FIELD_RE.match(fields[0])
+    if len(fields) < 3 or first is None or not fields[-1]:
+        raise ValueError(
+            f"Not an IEMOCAP utterance ID (SesNNX_<dialog>_<X><NNN>): {utt_id!r}"
+        )
+    gender = fields[-1][0]
+    if gender not in ("F", "M"):
+        raise ValueError(
+            f"Utterance ID {utt_id!r}: the last field {fields[-1]!r} must start "
+            "with the speaker's gender F or M"
+        )
+    session = int(first.group("session"))
+    dialog = "_".join(fields[:-1])
+    styles = [s for marker, s in STYLE_MARKERS.items() if marker in dialog]
+    if len(styles) != 1:
+        raise ValueError(
+            f"Utterance ID {utt_id!r}: cannot tell the style of dialog {dialog!r} "
+            f"(expected exactly one of {sorted(STYLE_MARKERS)} in its name)"
+        )
+    return {
+        "session": session,
+        "spk_id": f"Ses{session:02d}{gender}",
+        "gender": gender,
+        "dialog": dialog,
+        "style": styles[0],
+    }
+
+
+def read_emo_evaluation(path):
+    """Reads the utterance label lines of one ``EmoEvaluation/<dialog>.txt`` file.
+
+    Lines starting with ``[`` must read ``[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>
+    [V, A, D]``; every other line (the ``%`` header, annotator lines ``C-E1:``,
+    ``A-E1:``, blank lines) is ignored.
+
+    Arguments
+    ---------
+    path : str
+        The annotation file.
+
+    Returns
+    -------
+    list of tuple
+        ``(utt_id, label, line_number)`` per utterance, in file order.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read (the message names it).
+    ValueError
+        If it is not UTF-8, if a ``[`` line is malformed (names file and line), or
+        if it has no utterance line at all.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "Ses01F_impro01.txt")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write(
+    ...         "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\\n\\n"
+    ...         "[6.2901 - 8.2357]\\tSes01F_impro01_F000\\tneu\\t[2.5000, 2.5000, 2.5000]\\n"
+    ...         "C-E2:\\tNeutral;\\t()\\n"
+    ...         "A-E3:\\tval 3; act 2; dom  2;\\t()\\n"
+    ...     )
+    >>> read_emo_evaluation(path)
+    [('Ses01F_impro01_F000', 'neu', 3)]
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"Cannot decode IEMOCAP annotation file {path} as UTF-8: {error}"
+        ) from error
+    except OSError as error:
+        raise OSError(f"Cannot read IEMOCAP annotation file {path}: {error}") from error
+
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.lstrip().startswith("["):
+            continue
+        match = _LINE_RE.match(line.strip())
+        if match is None:
+            raise ValueError(
+                f"{path}, line {number}: malformed utterance line {line!r} "
+                "(expected '[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]')"
+            )
+        entries.append((match.group("id"), match.group("label"), number))
+    if not entries:
+        raise ValueError(
+            f"IEMOCAP annotation file {path} has no utterance line "
+            "('[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]')"
+        )
+    return entries
+
+
+def list_annotation_files(emo_folder):
+    """Lists the ``*.txt`` annotation files of an ``EmoEvaluation`` folder.
+
+    Sub-folders (``Categorical/``, ``Attribute/``, ``Self-evaluation/``), hidden
+    files and AppleDouble ``._*`` files are skipped.
+
+    Arguments
+    ---------
+    emo_folder : str
+        A ``Session{s}/dialog/EmoEvaluation`` folder.
+
+    Returns
+    -------
+    list of str
+        Sorted file paths.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.mkdir(os.path.join(folder, "Categorical"))
+    >>> for name in ("Ses01F_impro01.txt", "._Ses01F_impro01.txt", ".DS_Store"):
+    ...     open(os.path.join(folder, name), "w").close()
+    >>> [os.path.basename(p) for p in list_annotation_files(folder)]
+    ['Ses01F_impro01.txt']
+    """
+    paths = []
+    with os.scandir(emo_folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or entry.is_dir():
+                continue
+            if entry.name.endswith(".txt"):
+                paths.append(entry.path)
+    return sorted(paths)
+
+
+def _release_candidates(data_folder):
+    """Child folders of ``data_folder`` that look like the release folder."""
+    candidates = []
+    with os.scandir(data_folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if os.path.isdir(os.path.join(entry.path, f"Session{SESSIONS[0]}")):
+                candidates.append(entry.path)
+    return sorted(candidates)
+
+
+def check_data_folder(data_folder):
+    """Checks that ``data_folder`` is an ``IEMOCAP_full_release`` folder.
+
+    Arguments
+    ---------
+    data_folder : str
+        The folder given by the user.
+
+    Raises
+    ------
+    FileNotFoundError
+        If it does not exist, if it is the parent of the release (the message
+        suggests the right path), or if a ``Session{s}/dialog/EmoEvaluation`` or
+        ``Session{s}/sentences/wav`` folder is missing (the message names it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> check_data_folder(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: IEMOCAP session folder not found: .../Session1 ...
+    """
+    if not os.path.isdir(data_folder):
+        raise FileNotFoundError(
+            f"IEMOCAP data_folder not found: {data_folder} "
+            f"(expected the path of {RELEASE_FOLDER_NAME})"
+        )
+    sessions = [os.path.join(data_folder, f"Session{s}") for s in SESSIONS]
+    if not any(os.path.isdir(p) for p in sessions):
+        candidates = _release_candidates(data_folder)
+        if candidates:
+            raise FileNotFoundError(
+                f"IEMOCAP data_folder {data_folder} has no Session folders but "
+                f"contains {candidates[0]}: it looks like the parent of the release; "
+                f"use data_folder={candidates[0]}"
+            )
+    for session_folder in sessions:
+        if not os.path.isdir(session_folder):
+            raise FileNotFoundError(
+                f"IEMOCAP session folder not found: {session_folder} (data_folder "
+                f"must be {RELEASE_FOLDER_NAME} with Session1..Session{SESSIONS[-1]})"
+            )
+        for sub in (("dialog", "EmoEvaluation"), ("sentences", "wav")):
+            folder = os.path.join(session_folder, *sub)
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"IEMOCAP folder not found: {folder}")
+
+
+def collect_annotations(data_folder):
+    """Parses every annotated utterance of the release (all labels, all styles).
+
+    Arguments
+    ---------
+    data_folder : str
+        The ``IEMOCAP_full_release`` folder (checked by :func:`check_data_folder`).
+
+    Returns
+    -------
+    list of dict
+        One dict per annotated utterance, sorted by ID, with ``ID``, ``label``
+        (raw label), ``session``, ``spk_id``, ``gender``, ``dialog``, ``style`` and
+        ``source`` (annotation file and line).
+
+    Raises
+    ------
+    ValueError
+        On an unparseable file or line, an ID of another session than its folder,
+        or an ID listed twice (the messages name the files and lines).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> collect_annotations(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: IEMOCAP session folder not found: .../Session1 ...
+    """
+    check_data_folder(data_folder)
+    utterances = {}
+    for session in SESSIONS:
+        emo_folder = os.path.join(
+            data_folder, f"Session{session}", "dialog", "EmoEvaluation"
+        )
+        files = list_annotation_files(emo_folder)
+        if not files:
+            raise FileNotFoundError(f"No annotation file (*.txt) in {emo_folder}")
+        for path in files:
+            for utt_id, label, number in read_emo_evaluation(path):
+                source = f"{path}, line {number}"
+                try:
+                    info = parse_utterance_id(utt_id)
+                except ValueError as error:
+                    raise ValueError(f"{source}: {error}") from error
+                if info["session"] != session:
+                    raise ValueError(
+                        f"{source}: utterance {utt_id} belongs to session "
+                        f"{info['session']} but is listed in Session{session}"
+                    )
+                if utt_id in utterances:
+                    raise ValueError(
+                        f"{source}: utterance {utt_id} is already listed at "
+                        f"{utterances[utt_id]['source']}"
+                    )
+                utterances[utt_id] = {
+                    "ID": utt_id,
+                    "label": label,
+                    "source": source,
+                    **info,
+                }
+    return [utterances[key] for key in sorted(utterances)]
+
+
+def wav_relative_path(utterance):
+    """Path of an utterance's wav relative to the release folder.
+
+    Arguments
+    ---------
+    utterance : dict
+        With keys ``ID``, ``session`` and ``dialog``.
+
+    Returns
+    -------
+    str
+        ``Session{s}/sentences/wav/<dialog>/<ID>.wav`` (``/``-separated).
+
+    Example
+    -------
+    >>> wav_relative_path(
+    ...     {"ID": "Ses01F_impro01_F000", "session": 1, "dialog": "Ses01F_impro01"}
+    ... )
+    'Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav'
+    """
+    return "/".join(
+        [
+            f"Session{utterance['session']}",
+            "sentences",
+            "wav",
+            utterance["dialog"],
+            f"{utterance['ID']}.wav",
+        ]
+    )
+
+
+def build_rows(utterances, data_folder, max_listed_missing=5):
+    """Turns kept utterances into manifest rows, reading durations from the wavs.
+
+    Arguments
+    ---------
+    utterances : list of dict
+        Output of :func:`collect_annotations`, already filtered, with ``emo`` set.
+    data_folder : str
+        The release folder (wav paths are written relative to it as ``$data_root``).
+    max_listed_missing : int
+        How many missing wav paths the error message lists.
+
+    Returns
+    -------
+    list of dict
+        Manifest rows with the columns of ``MANIFEST_COLUMNS``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If wavs are missing: the count and the first expected paths.
+    RuntimeError
+        If a wav cannot be read by soundfile (names it).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> import numpy as np, soundfile as sf
+    >>> root = tempfile.mkdtemp()
+    >>> utt = {"ID": "Ses01F_impro01_F000", "session": 1, "dialog": "Ses01F_impro01",
+    ...        "emo": "neu", "spk_id": "Ses01F", "gender": "F", "style": "improvised"}
+    >>> wav = os.path.join(root, wav_relative_path(utt))
+    >>> os.makedirs(os.path.dirname(wav))
+    >>> sf.write(wav, np.zeros(8000, dtype="float32"), 16000)
+    >>> row = build_rows([utt], root)[0]
+    >>> row["duration"], row["wav"]
+    (0.5, '$data_root/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav')
+    """
+    missing, rows = [], []
+    for utt in utterances:
+        relative = wav_relative_path(utt)
+        path = os.path.join(data_folder, *relative.split("/"))
+        if not os.path.isfile(path):
+            missing.append(path)
+            continue
+        try:
+            duration = soundfile.info(path).duration
+        except (RuntimeError, soundfile.LibsndfileError) as error:
+            raise RuntimeError(
+                f"Cannot read the header of wav {path}: {error}"
+            ) from error
+        rows.append(
+            {
+                "ID": utt["ID"],
+                "duration": duration,
+                "wav": f"$data_root/{relative}",
+                "emo": utt["emo"],
+                "spk_id": utt["spk_id"],
+                "gender": utt["gender"],
+                "session": utt["session"],
+                "style": utt["style"],
+                "dialog": utt["dialog"],
+            }
+        )
+    if missing:
+        listed = "\n  ".join(missing[:max_listed_missing])
+        raise FileNotFoundError(
+            f"{len(missing)} labelled IEMOCAP utterance(s) have no wav under "
+            f"{data_folder}; first expected paths:\n  {listed}"
+        )
+    return rows
+
+
+def _format_counts(counts, keys):
+    return ", ".join(f"{key}={counts.get(key, 0)}" for key in keys)
+
+
+def check_full_release_counts(n_annotated, label_counts, session_counts):
+    """Warns loudly when a complete-looking release gives unexpected 4-class counts.
+
+    A tree "looks complete" when it yields as many annotated utterances as the full
+    release (``FULL_RELEASE_N_ANNOTATED``); its ``all`` subset must then match
+    ``EXPECTED_LABEL_COUNTS`` and ``EXPECTED_SESSION_COUNTS`` (the module constants
+    are read at call time).
+
+    Arguments
+    ---------
+    n_annotated : int
+        Annotated utterances parsed (all labels).
+    label_counts : mapping
+        Kept utterances per class.
+    session_counts : mapping
+        Kept utterances per session (int keys).
+
+    Returns
+    -------
+    bool
+        True if a warning was logged.
+
+    Example
+    -------
+    >>> check_full_release_counts(
+    ...     10039, EXPECTED_LABEL_COUNTS, EXPECTED_SESSION_COUNTS
+    ... )
+    False
+    >>> check_full_release_counts(12, {"neu": 1}, {1: 1})  # not a full tree
+    False
+    >>> check_full_release_counts(10039, {"neu": 1}, {1: 1})  # logs a warning
+    True
+    """
+    if n_annotated != FULL_RELEASE_N_ANNOTATED:
+        return False
+    labels = dict(label_counts)
+    sessions = {int(k): v for k, v in dict(session_counts).items()}
+    if labels == EXPECTED_LABEL_COUNTS and sessions == EXPECTED_SESSION_COUNTS:
+        return False
+    label_keys = list(EXPECTED_LABEL_COUNTS)
+    session_keys = list(EXPECTED_SESSION_COUNTS)
+    logger.warning(
+        "!!! IEMOCAP counts differ from the full release although the tree looks "
+        "complete (%d annotated utterances) !!!\n"
+        "  labels   expected: %s\n  labels   got:      %s\n"
+        "  sessions expected: %s\n  sessions got:      %s\n"
+        "Results will not be comparable with published ones: check the release.",
+        n_annotated,
+        _format_counts(EXPECTED_LABEL_COUNTS, label_keys),
+        _format_counts(labels, label_keys + sorted(set(labels) - set(label_keys))),
+        _format_counts(EXPECTED_SESSION_COUNTS, session_keys),
+        _format_counts(sessions, session_keys),
+    )
+    return True
+
+
+def log_counts(rows, subset):
+    """Logs (INFO) the number of kept utterances per class and per session.
+
+    Arguments
+    ---------
+    rows : sequence of mapping
+        Manifest rows (``session`` may be an int or a string).
+    subset : str
+        Subset name, for the message.
+
+    Returns
+    -------
+    label_counts : dict
+        Class -> count, in :data:`CLASSES` order (missing classes count 0).
+    session_counts : dict
+        Session (int) -> count, in :data:`SESSIONS` order.
+
+    Example
+    -------
+    >>> log_counts([{"emo": "sad", "session": "2"}, {"emo": "sad", "session": 2}], "all")
+    ({'neu': 0, 'hap': 0, 'ang': 0, 'sad': 2}, {1: 0, 2: 2, 3: 0, 4: 0, 5: 0})
+    """
+    labels = Counter(row["emo"] for row in rows)
+    sessions = Counter(int(row["session"]) for row in rows)
+    label_counts = {label: labels.get(label, 0) for label in CLASSES}
+    session_counts = {session: sessions.get(session, 0) for session in SESSIONS}
+    logger.info("IEMOCAP %s: %d utterances kept", subset, len(rows))
+    logger.info("IEMOCAP %s per label: %s", subset, _format_counts(labels, CLASSES))
+    logger.info(
+        "IEMOCAP %s per session: %s", subset, _format_counts(sessions, SESSIONS)
+    )
+    return label_counts, session_counts
+
+
+def _output_files(n_folds):
+    files = ["all.csv"]
+    for fold in range(1, n_folds + 1):
+        files += [f"fold{fold}/{split}.csv" for split in ("train", "valid", "test")]
+    return files
+
+
+def prepare_iemocap(
+    data_folder, save_folder, subset="all", valid_mode="none", skip_prep=False
+):
+    """Writes the IEMOCAP manifests: ``all.csv`` and 5 leave-one-session-out folds.
+
+    Re-running with the same options (same resolved ``data_folder``, ``subset``,
+    ``valid_mode``) skips; other options redo. The options marker is written last,
+    so an interrupted preparation is redone.
+
+    Arguments
+    ---------
+    data_folder : str
+        The ``IEMOCAP_full_release`` folder.
+    save_folder : str
+        Output folder.
+    subset : str
+        ``"all"``, ``"improvised"`` or ``"scripted"`` (style of the dialogs kept).
+    valid_mode : str
+        ``"none"`` (``valid.csv`` header only; select the last epoch) or
+        ``"speaker"`` (one speaker of a training session held out).
+    skip_prep : bool
+        If True, do nothing.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> import numpy as np, soundfile as sf
+    >>> tmp = tempfile.mkdtemp()
+    >>> root = os.path.join(tmp, "IEMOCAP_full_release")
+    >>> for s in range(1, 6):
+    ...     dialog = f"Ses0{s}F_impro01"
+    ...     emo_dir = os.path.join(root, f"Session{s}", "dialog", "EmoEvaluation")
+    ...     wav_dir = os.path.join(root, f"Session{s}", "sentences", "wav", dialog)
+    ...     os.makedirs(emo_dir); os.makedirs(wav_dir)
+    ...     with open(os.path.join(emo_dir, dialog + ".txt"), "w") as f:
+    ...         for i, (spk, lab) in enumerate([("F", "exc"), ("M", "neu"), ("F", "fru")]):
+    ...             utt = f"{dialog}_{spk}00{i}"
+    ...             _ = f.write(f"[1.0 - 2.0]\\t{utt}\\t{lab}\\t[2.5, 2.5, 2.5]\\n\\n")
+    ...             sf.write(os.path.join(wav_dir, utt + ".wav"), np.zeros(1600), 16000)
+    >>> prepare_iemocap(root, os.path.join(tmp, "prep"))
+    >>> sorted(os.listdir(os.path.join(tmp, "prep")))
+    ['all.csv', 'fold1', 'fold2', 'fold3', 'fold4', 'fold5', 'prep_options.json']
+    >>> print(open(os.path.join(tmp, "prep", "fold1", "test.csv")).read().strip())
+    ID,duration,wav,emo,spk_id,gender,session,style,dialog
+    Ses01F_impro01_F000,0.1,$data_root/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav,hap,Ses01F,F,1,improvised,Ses01F_impro01
+    Ses01F_impro01_M001,0.1,$data_root/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M001.wav,neu,Ses01M,M,1,improvised,Ses01F_impro01
+    """
+    if skip_prep:
+        logger.info("IEMOCAP preparation skipped (skip_prep=True)")
+        return
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    if valid_mode not in VALID_MODES:
+        raise ValueError(f"valid_mode must be one of {VALID_MODES}, got {valid_mode!r}")
+    data_folder = os.fspath(data_folder)
+    save_folder = os.fspath(save_folder)
+    options = {
+        "corpus": "IEMOCAP",
+        "data_folder": os.path.realpath(data_folder),
+        "subset": subset,
+        "valid_mode": valid_mode,
+        "prep_version": PREP_VERSION,
+    }
+    outputs = _output_files(len(SESSIONS))
+    if prep_options_match(save_folder, options, required_files=outputs):
+        logger.info(
+            "IEMOCAP already prepared in %s with %s: skipping", save_folder, options
+        )
+        log_counts(read_manifest(os.path.join(save_folder, "all.csv")), subset)
+        return
+    logger.info(
+        "Preparing IEMOCAP from %s into %s (%s)", data_folder, save_folder, options
+    )
+    clear_prep_options(save_folder)
+
+    annotated = collect_annotations(data_folder)
+    kept = []
+    for utt in annotated:
+        emo = EMOTION_MAP.get(utt["label"])
+        if emo is None or subset not in ("all", utt["style"]):
+            continue
+        kept.append({**utt, "emo": emo})
+    if not kept:
+        raise ValueError(
+            f"No utterance of classes {sorted(set(EMOTION_MAP.values()))} in subset "
+            f"{subset!r} under {data_folder}"
+        )
+    rows = build_rows(kept, data_folder)
+
+    logger.info(
+        "IEMOCAP: %d annotated utterances (raw labels: %s)",
+        len(annotated),
+        _format_counts(
+            Counter(u["label"] for u in annotated),
+            sorted({u["label"] for u in annotated}),
+        ),
+    )
+    label_counts, session_counts = log_counts(rows, subset)
+    if subset == "all":
+        check_full_release_counts(len(annotated), label_counts, session_counts)
+
+    write_manifest(rows, os.path.join(save_folder, "all.csv"), MANIFEST_COLUMNS)
+    write_group_folds(
+        rows,
+        save_folder,
+        group_key="session",
+        valid_mode=valid_mode,
+        speaker_key="spk_id",
+    )
+    save_prep_options(save_folder, options)
+    logger.info("IEMOCAP manifests written to %s", save_folder)
+
+
+def main(argv=None):
+    """Command-line entry point (see the module docstring).
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> main(["--data_folder", "/nonexistent", "--save_folder", tempfile.mkdtemp()])
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: IEMOCAP data_folder not found: /nonexistent ...
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data_folder", required=True, help="IEMOCAP_full_release path"
+    )
+    parser.add_argument("--save_folder", required=True, help="output folder")
+    parser.add_argument("--subset", default="all", choices=SUBSETS)
+    parser.add_argument("--valid_mode", default="none", choices=VALID_MODES)
+    parser.add_argument("--skip_prep", action="store_true", help="do nothing")
+    args = parser.parse_args(argv)
+    prepare_iemocap(
+        args.data_folder,
+        args.save_folder,
+        subset=args.subset,
+        valid_mode=args.valid_mode,
+        skip_prep=args.skip_prep,
+    )
+    print(f"IEMOCAP manifests in {args.save_folder}")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    main()

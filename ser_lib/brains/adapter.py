@@ -1,0 +1,207 @@
+"""Stage 1: self-supervised adapter training with local attributes (paper Sec. II-B).
+
+A student WAP-Transformer sees the cached encoder features with 40 % of the valid
+frames replaced by the learned mask embedding; a teacher (same architecture, EMA of
+the student, eqn 2) sees them unmasked. The student is trained with
+
+    L = λ L_rec + (1 - λ) L_pce                                        (eqn 6)
+
+where L_rec (eqn 1) regresses the teacher's frames at the masked positions and L_pce
+(eqn 6) classifies each masked frame into the local attribute (prototype, eqns 3-5)
+nearest to the teacher's frame, from cosine logits. After every optimiser step the
+teacher takes an EMA step and the prototypes a mini-batch k-means step on the teacher's
+frames.
+"""
+
+import os
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.logger import get_logger
+
+from ser_lib.brains.base import ProgressBrain, unwrap
+from ser_lib.losses import combined_loss, pseudo_ce_loss, reconstruction_loss
+from ser_lib.models.ema import copy_weights_, ema_update_
+from ser_lib.models.masking import random_frame_mask, valid_mask
+
+logger = get_logger(__name__)
+
+EXPORT_FILES = {
+    "teacher": "teacher.ckpt",
+    "student": "student.ckpt",
+    "local_attributes": "local_attributes.ckpt",
+}
+
+
+class AdapterBrain(ProgressBrain):
+    """Teacher-student adapter training (stage 1).
+
+    Modules: ``student`` and ``teacher`` (``WAPTransformer``), ``local_attributes``
+    (``LocalAttributes``). Hparams: ``mask_ratio``, ``mask_span``, ``tau``,
+    ``ema_alpha``, ``lambda_schedule`` (λ from progress), ``lr_schedule``,
+    ``epoch_counter``, ``train_logger``.
+
+    Logged per epoch: L, L_rec, L_pce, λ, L_VQ (k-means distortion, eqn 3), prototype
+    perplexity, used and dead prototypes, re-seeded prototypes, teacher target
+    variance (a collapse shows as the variance and perplexity falling), learning rate.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stage_sums = {}
+        self.train_stats = None
+
+    def on_fit_start(self):
+        """The teacher starts as a copy of the student and never gets gradients.
+
+        The copy is made before the checkpointer recovers, so a resumed run gets the
+        saved teacher instead.
+        """
+        copy_weights_(self.modules.teacher, self.modules.student)
+        self.modules.teacher.requires_grad_(False)
+        super().on_fit_start()
+
+    def init_optimizers(self):
+        """Only the student is optimised."""
+        self.optimizer = self.opt_class(self.modules.student.parameters())
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def compute_forward(self, batch, stage):
+        """Student on masked input, teacher on the full input (no gradient).
+
+        Returns
+        -------
+        dict
+            ``z_student``, ``z_teacher`` ``[B, T, 384]``, ``mask`` (masked frames) and
+            ``valid`` (non-padded frames), both ``[B, T]`` bool.
+        """
+        batch = batch.to(self.device)
+        feats, lengths = batch.feats  # [B, T, input_dim], [B] relative
+        max_len = feats.shape[1]
+        valid = valid_mask(lengths, max_len, device=self.device)
+        mask = random_frame_mask(
+            lengths, max_len, self.hparams.mask_ratio, span=self.hparams.mask_span
+        ).to(self.device)
+        z_student = self.modules.student(feats, lengths, frame_mask=mask)
+        teacher = self.modules.teacher.eval()
+        with torch.no_grad():
+            z_teacher = teacher(feats, lengths)
+        return {
+            "z_student": z_student,
+            "z_teacher": z_teacher,
+            "mask": mask,
+            "valid": valid,
+        }
+
+    def compute_objectives(self, predictions, batch, stage):
+        """L = λ L_rec + (1 - λ) L_pce (eqns 1 and 6)."""
+        z_s, z_t = predictions["z_student"], predictions["z_teacher"]
+        mask, valid = predictions["mask"], predictions["valid"]
+        attributes = unwrap(self.modules.local_attributes)
+        teacher_frames = z_t[valid].float()  # [N, 384]
+        if not bool(attributes.initialized):
+            attributes.initialize(teacher_frames)
+        # Pseudo-labels: nearest local attribute of each teacher frame (eqn 4).
+        targets = torch.zeros(mask.shape, dtype=torch.long, device=self.device)
+        targets[valid] = attributes.assign(teacher_frames)[0]
+
+        l_rec = reconstruction_loss(z_t, z_s, mask)
+        l_pce = pseudo_ce_loss(
+            z_s, attributes.prototypes, targets, mask, tau=self.hparams.tau
+        )
+        lam = self.hparams.lambda_schedule(self.training_progress())
+        loss = combined_loss(l_rec, l_pce, lam)
+
+        self._accumulate(
+            stage,
+            L=loss.detach(),
+            L_rec=l_rec.detach(),
+            L_pce=l_pce.detach(),
+            lambda_=lam,
+            target_var=teacher_frames.var(dim=0).mean(),
+        )
+        return loss
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """After an optimiser step: EMA teacher step (eqn 2), k-means step (eqn 5)."""
+        if not should_step:
+            return
+        ema_update_(
+            self.modules.teacher, unwrap(self.modules.student), self.hparams.ema_alpha
+        )
+        teacher_frames = outputs["z_teacher"][outputs["valid"]].float()
+        stats = unwrap(self.modules.local_attributes).update(teacher_frames)
+        self._accumulate(
+            sb.Stage.TRAIN,
+            L_VQ=stats["distortion"],
+            perplexity=stats["perplexity"],
+            used=stats["used"],
+            dead=stats["dead"],
+            reseeded=stats["reseeded"],
+        )
+
+    def _accumulate(self, stage, **values):
+        """Running sums for the epoch averages."""
+        sums = self.stage_sums.setdefault(stage, {})
+        for key, value in values.items():
+            value = float(value)
+            if not torch.isfinite(torch.tensor(value)):
+                raise ValueError(f"Non-finite {key} at step {self.step}; stopping")
+            total, count = sums.get(key, (0.0, 0))
+            sums[key] = (total + value, count + 1)
+
+    def _averages(self, stage):
+        sums = self.stage_sums.get(stage, {})
+        return {
+            key.rstrip("_"): total / max(count, 1)
+            for key, (total, count) in sums.items()
+        }
+
+    def on_stage_start(self, stage, epoch=None):
+        """Resets the epoch's running sums."""
+        self.stage_sums[stage] = {}
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs the epoch's averages and saves a checkpoint."""
+        stats = {"loss": stage_loss, **self._averages(stage)}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            if self.has_valid_set:
+                return  # logged with the validation stats
+        if stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+            return
+        valid_stats = stats if stage == sb.Stage.VALID else None
+        self.hparams.train_logger.log_stats(
+            {"epoch": epoch, "lr": self.current_lr()},
+            train_stats=self.train_stats,
+            valid_stats=valid_stats,
+        )
+        self.checkpointer.save_and_keep_only(
+            meta={"loss": stage_loss}, num_to_keep=self.hparams.checkpoints_to_keep
+        )
+
+    def export(self, folder):
+        """Writes the teacher, student and local attributes as plain state dicts.
+
+        Stage 2 initialises its backbone from ``folder/teacher.ckpt`` (or the student).
+        """
+        if not if_main_process():
+            return
+        os.makedirs(folder, exist_ok=True)
+        for name, filename in EXPORT_FILES.items():
+            module = unwrap(self.modules[name])
+            tmp = os.path.join(folder, filename + ".tmp")
+            torch.save(module.state_dict(), tmp)
+            os.replace(tmp, os.path.join(folder, filename))
+        logger.info("Adapter exported to %s", folder)
+
+    def conclude(self, datasets, loader_kwargs):
+        """After ``fit``: exports the adapter for stage 2 (``hparams.adapter_folder``)."""
+        del datasets, loader_kwargs  # stage 1 has no test evaluation
+        self.export(self.hparams.adapter_folder)

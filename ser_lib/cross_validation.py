@@ -1,0 +1,251 @@
+"""K-fold cross-validation driver and aggregation (corpus-independent).
+
+Each fold runs the recipe's ``train.py`` twice as a subprocess, stage 1 (adapter) then
+stage 2 (fine-tuning and test), exactly as a user would run them by hand, so a fold
+launched here and one launched as a separate cluster job are the same thing. A fold is
+finished when its ``metrics.json`` exists (written last, atomically): a re-run skips
+finished folds, and ``train.py`` resumes unfinished ones from their checkpoints.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+METRICS = ("UA", "WA", "F1")
+
+
+def overrides_to_args(overrides):
+    """Turns a mapping of hparams overrides into ``--key=value`` arguments.
+
+    Values are written as YAML (flow style), which is how SpeechBrain reads them back.
+
+    Example
+    -------
+    >>> overrides_to_args({"number_of_epochs": 3, "encoder_overrides": {"stack": 2}})
+    ['--number_of_epochs=3', '--encoder_overrides={stack: 2}']
+    """
+    args = []
+    for key, value in overrides.items():
+        text = yaml.safe_dump(value, default_flow_style=True).strip()
+        if text.endswith("\n..."):
+            text = text[: -len("\n...")]
+        args.append(f"--{key}={text}")
+    return args
+
+
+def fold_folders(hparams_file, overrides, recipe_dir):
+    """Reads ``output_folder`` and ``adapter_folder`` the YAML gives for a fold.
+
+    Arguments
+    ---------
+    hparams_file : str
+        Stage-2 YAML, relative to ``recipe_dir``.
+    overrides : dict
+        Overrides, including ``test_session``.
+    recipe_dir : str
+        Where ``train.py`` runs.
+
+    Returns
+    -------
+    dict
+        ``output_folder`` and ``adapter_folder`` as absolute paths.
+    """
+    cwd = os.getcwd()
+    try:
+        os.chdir(recipe_dir)
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, yaml.safe_dump(overrides))
+        return {
+            "output_folder": os.path.abspath(hparams["output_folder"]),
+            "adapter_folder": os.path.abspath(hparams["adapter_folder"]),
+        }
+    finally:
+        os.chdir(cwd)
+
+
+def aggregate_folds(fold_metrics):
+    """Mean and standard deviation of UA/WA/F1 over folds.
+
+    Arguments
+    ---------
+    fold_metrics : dict
+        Fold number -> the fold's ``metrics.json`` content (percentages).
+
+    Returns
+    -------
+    dict
+        ``{"folds": [{"fold", "UA", "WA", "F1", "n_test"}], "mean": {...},
+        "std": {...}}``; std is the sample standard deviation over folds (0 for a
+        single fold).
+
+    Example
+    -------
+    >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10},
+    ...                        2: {"UA": 80.0, "WA": 70.0, "F1": 75.0, "n_test": 12}})
+    >>> res["mean"]["UA"], round(res["std"]["UA"], 4)
+    (75.0, 7.0711)
+    """
+    folds = []
+    for fold in sorted(fold_metrics):
+        metrics = fold_metrics[fold]
+        row = {"fold": int(fold), **{m: float(metrics[m]) for m in METRICS}}
+        row["n_test"] = int(metrics["n_test"])
+        folds.append(row)
+    if not folds:
+        raise ValueError("No finished fold to aggregate")
+    mean, std = {}, {}
+    for m in METRICS:
+        values = np.array([row[m] for row in folds])
+        mean[m] = float(values.mean())
+        std[m] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {"folds": folds, "mean": mean, "std": std}
+
+
+def results_table(results):
+    """Markdown table of per-fold scores and mean ± std.
+
+    Example
+    -------
+    >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10}})
+    >>> print(results_table(res).splitlines()[-1])
+    | mean ± std | 10 | 70.00 ± 0.00 | 60.00 ± 0.00 | 65.00 ± 0.00 |
+    """
+    lines = [
+        "| fold | n_test | UA (%) | WA (%) | F1 (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in results["folds"]:
+        lines.append(
+            f"| {row['fold']} | {row['n_test']} | "
+            + " | ".join(f"{row[m]:.2f}" for m in METRICS)
+            + " |"
+        )
+    total = sum(row["n_test"] for row in results["folds"])
+    lines.append(
+        f"| mean ± std | {total} | "
+        + " | ".join(
+            f"{results['mean'][m]:.2f} ± {results['std'][m]:.2f}" for m in METRICS
+        )
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def write_results(results, output_folder, title="Cross-validation results"):
+    """Writes ``cv_results.json`` and ``cv_results.md`` (atomically)."""
+    os.makedirs(output_folder, exist_ok=True)
+    json_path = os.path.join(output_folder, "cv_results.json")
+    md_path = os.path.join(output_folder, "cv_results.md")
+    for path, text in (
+        (json_path, json.dumps(results, indent=2)),
+        (md_path, f"# {title}\n\n{results_table(results)}\n"),
+    ):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    return json_path, md_path
+
+
+def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
+    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder."""
+    cmd = [sys.executable, train_script, hparams_file, *overrides_to_args(overrides)]
+    cmd += list(extra_args)
+    logger.info("Running: %s (in %s)", " ".join(cmd), recipe_dir)
+    completed = subprocess.run(cmd, cwd=recipe_dir, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed with exit code {completed.returncode} "
+            f"(in {recipe_dir}); fix the error above and re-run: finished work is kept"
+        )
+
+
+def cross_validate(
+    recipe_dir,
+    folds,
+    adapter_hparams,
+    finetune_hparams,
+    common_overrides,
+    results_folder,
+    adapter_overrides=None,
+    finetune_overrides=None,
+    fold_key="test_session",
+    train_script="train.py",
+    skip_adapter=False,
+    aggregate_only=False,
+    extra_args=(),
+):
+    """Runs (or resumes) the folds, then aggregates every finished fold.
+
+    Arguments
+    ---------
+    recipe_dir : str
+        Folder holding ``train_script`` and the hparams files.
+    folds : list of int
+        Fold numbers (the value of ``fold_key``).
+    adapter_hparams, finetune_hparams : str
+        The two stages' YAML files, relative to ``recipe_dir``.
+    common_overrides : dict
+        Overrides for both stages (``data_folder``, ``output_root``, ...).
+    adapter_overrides, finetune_overrides : dict, optional
+        Overrides for one stage only.
+    fold_key : str
+        The hparam selecting the fold.
+    train_script : str
+        The recipe's training script.
+    skip_adapter : bool
+        Do not run stage 1 (for ``backbone_init: random``).
+    aggregate_only : bool
+        Run nothing; aggregate the folds already finished (folds launched as
+        separate jobs).
+    results_folder : str
+        Where ``cv_results.{json,md}`` go.
+    extra_args : sequence of str
+        Passed to every ``train.py`` call (e.g. ``--device=cuda:0``).
+
+    Returns
+    -------
+    dict
+        The aggregated results (see :func:`aggregate_folds`).
+    """
+    adapter_overrides = adapter_overrides or {}
+    finetune_overrides = finetune_overrides or {}
+    fold_metrics = {}
+    for fold in folds:
+        stage2 = {**common_overrides, **finetune_overrides, fold_key: fold}
+        stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
+        folders = fold_folders(finetune_hparams, stage2, recipe_dir)
+        metrics_path = os.path.join(folders["output_folder"], "metrics.json")
+        if not os.path.isfile(metrics_path) and not aggregate_only:
+            teacher = os.path.join(folders["adapter_folder"], "teacher.ckpt")
+            if skip_adapter or os.path.isfile(teacher):
+                logger.info(
+                    "Fold %s: stage 1 skipped (%s)", fold, folders["adapter_folder"]
+                )
+            else:
+                logger.info("Fold %s: stage 1 (adapter training)", fold)
+                run_stage(recipe_dir, train_script, adapter_hparams, stage1, extra_args)
+            logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
+            run_stage(recipe_dir, train_script, finetune_hparams, stage2, extra_args)
+        elif os.path.isfile(metrics_path):
+            logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+        if os.path.isfile(metrics_path):
+            with open(metrics_path, encoding="utf-8") as f:
+                fold_metrics[fold] = json.load(f)
+        else:
+            logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
+
+    results = aggregate_folds(fold_metrics)
+    missing = [f for f in folds if f not in fold_metrics]
+    if missing:
+        results["missing_folds"] = missing
+    json_path, md_path = write_results(results, results_folder)
+    logger.info("Results: %s, %s", json_path, md_path)
+    return results

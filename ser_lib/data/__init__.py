@@ -1,0 +1,1 @@
+"""ser_lib.data."""

@@ -1,0 +1,203 @@
+"""Datasets over the feature cache, shared by both stages and every corpus.
+
+A recipe's ``dataio_prep(hparams)`` is :func:`dataio_prep` here: it reads the fold's
+SpeechBrain CSVs, serves each utterance's cached encoder output (``feats``, float32
+``[T, D]``) and its class index (``emo_encoded``), and, for stage-2 training, adds the
+minority-class copies that are masked on the fly (``augment`` = 1).
+"""
+
+import numpy as np
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.data_pipeline import provides, takes
+from speechbrain.utils.logger import get_logger
+
+from ser_lib.data.manifest import read_manifest
+from ser_lib.features import FeatureCache
+from ser_lib.models.augment import oversample_minority
+
+logger = get_logger(__name__)
+
+COPY_SEPARATOR = "__aug"
+
+
+def build_label_encoder(classes):
+    """Label encoder with a fixed class order (index i = ``classes[i]``).
+
+    Arguments
+    ---------
+    classes : list of str
+        The class set, in the order of the classifier outputs.
+
+    Returns
+    -------
+    speechbrain.dataio.encoder.CategoricalEncoder
+
+    Example
+    -------
+    >>> enc = build_label_encoder(["neu", "hap", "ang", "sad"])
+    >>> enc.encode_label("ang"), enc.decode_ndim(3), len(enc)
+    (2, 'sad', 4)
+    """
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"Duplicate class names in {classes}")
+    encoder = CategoricalEncoder()
+    for label in classes:
+        encoder.add_label(label)
+    return encoder
+
+
+def check_labels(rows, classes, csv_path):
+    """Raises a clear error when a row's ``emo`` is outside the class set.
+
+    Arguments
+    ---------
+    rows : list of dict
+        Manifest rows (``ID``, ``emo``, ...).
+    classes : list of str
+        The class set.
+    csv_path : str
+        Named in the error.
+
+    Example
+    -------
+    >>> check_labels([{"ID": "a", "emo": "neu"}], ["neu", "sad"], "x.csv")
+    >>> check_labels([{"ID": "b", "emo": "fru"}], ["neu", "sad"], "x.csv")
+    Traceback (most recent call last):
+    ...
+    ValueError: x.csv: utterance b has label 'fru', which is not in the class set ['neu', 'sad']
+    """
+    known = set(classes)
+    for row in rows:
+        if row["emo"] not in known:
+            raise ValueError(
+                f"{csv_path}: utterance {row['ID']} has label {row['emo']!r}, "
+                f"which is not in the class set {list(classes)}"
+            )
+
+
+def feature_dataset(
+    csv_path,
+    cache,
+    label_encoder,
+    max_frames=None,
+    random_crop=False,
+    oversample_ratio=0.0,
+    seed=0,
+):
+    """A ``DynamicItemDataset`` of cached features for one manifest.
+
+    Arguments
+    ---------
+    csv_path : str
+        SpeechBrain CSV with at least ``ID`` and ``emo``.
+    cache : ser_lib.features.FeatureCache
+        Holds every ID of the manifest.
+    label_encoder : CategoricalEncoder
+        Fixed class order (:func:`build_label_encoder`).
+    max_frames : int, optional
+        With ``random_crop``, longer utterances are cropped to a random window of this
+        many frames (the position table's length; training only).
+    random_crop : bool
+        Whether to crop (training) or keep whole utterances (evaluation).
+    oversample_ratio : float
+        0 disables minority-class augmentation. Otherwise minority classes receive
+        extra copies (``augment`` = 1) toward ``ratio`` x the majority count.
+    seed : int
+        Seed for the choice of copies.
+
+    Returns
+    -------
+    DynamicItemDataset
+        Output keys ``id``, ``feats``, ``emo_encoded``, ``augment``.
+    """
+    rows = read_manifest(csv_path)
+    check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
+    missing = [row["ID"] for row in rows if row["ID"] not in cache]
+    if missing:
+        raise KeyError(
+            f"{len(missing)} utterances of {csv_path} are not in the feature cache "
+            f"{cache.cache_dir} (first: {missing[:3]}); extract features first"
+        )
+
+    data = {}
+    for row in rows:
+        data[row["ID"]] = {"emo": row["emo"], "source_id": row["ID"], "augment": 0}
+    if oversample_ratio > 0:
+        labels = [row["emo"] for row in rows]
+        n_copies = 0
+        for index, is_copy in oversample_minority(
+            labels, ratio=oversample_ratio, seed=seed
+        ):
+            if not is_copy:
+                continue
+            n_copies += 1
+            row = rows[index]
+            copy_id = f"{row['ID']}{COPY_SEPARATOR}{n_copies}"
+            data[copy_id] = {"emo": row["emo"], "source_id": row["ID"], "augment": 1}
+        logger.info(
+            "Minority-class augmentation: %d masked copies added to %d utterances of %s",
+            n_copies,
+            len(rows),
+            csv_path,
+        )
+
+    @takes("source_id")
+    @provides("feats")
+    def feats_pipeline(source_id):
+        feats = torch.from_numpy(np.array(cache.load(source_id), dtype=np.float32))
+        if not torch.isfinite(feats).all():
+            raise ValueError(
+                f"Non-finite values in the cached features of {source_id} "
+                f"({cache.feature_path(source_id)}); re-extract them with overwrite"
+            )
+        if random_crop and max_frames is not None and feats.shape[0] > max_frames:
+            start = int(torch.randint(0, feats.shape[0] - max_frames + 1, (1,)))
+            feats = feats[start : start + max_frames]
+        return feats
+
+    @takes("emo")
+    @provides("emo_encoded")
+    def label_pipeline(emo):
+        return torch.tensor([label_encoder.encode_label(emo)], dtype=torch.long)  # [1]
+
+    return DynamicItemDataset(
+        data,
+        dynamic_items=[feats_pipeline, label_pipeline],
+        output_keys=["id", "feats", "emo_encoded", "augment"],
+    )
+
+
+def dataio_prep(hparams):
+    """Builds the fold's datasets from the hparams of either stage.
+
+    Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
+    ``max_frames``, ``oversample_ratio`` (0 = off) and ``seed``.
+
+    Returns
+    -------
+    dict
+        ``train``, ``valid`` (None when the valid CSV is empty: model selection is the
+        last epoch), ``test``, ``label_encoder``.
+    """
+    cache = FeatureCache(hparams["feature_folder"])
+    label_encoder = build_label_encoder(hparams["classes"])
+    datasets = {"label_encoder": label_encoder}
+    for split in ("train", "valid", "test"):
+        training = split == "train"
+        if not read_manifest(hparams[f"{split}_csv"]):
+            datasets[split] = None
+            continue
+        datasets[split] = feature_dataset(
+            hparams[f"{split}_csv"],
+            cache,
+            label_encoder,
+            max_frames=hparams["max_frames"],
+            random_crop=training,
+            oversample_ratio=hparams["oversample_ratio"] if training else 0.0,
+            seed=hparams["seed"],
+        )
+    if datasets["train"] is None:
+        raise ValueError(f"The training manifest {hparams['train_csv']} is empty")
+    return datasets

@@ -1,0 +1,394 @@
+"""WAP-Transformer: the lightweight adapter backbone of the paper.
+
+Patch embedding, learnable 1-D position embedding, L pre-LN transformer blocks,
+a softmax-weighted average of the block outputs (``Z = sum_l w_l X^l``) and a
+3-layer MLP aggregation block (Song et al., arXiv 2509.23795, section II-A and
+Fig. 1b). Frames chosen by a ``frame_mask`` have their patch embedding replaced
+by the learnable mask embedding ``e_[M]`` before the position embedding is
+added (BEiT style, section II-B1).
+
+Authors
+ * ser_lib contributors
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ser_lib.models.masking import valid_frames
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN transformer block with a key-padding mask.
+
+    ``x = x + MHSA(LN(x)); x = x + MLP(LN(x))`` with a GELU MLP of width
+    ``mlp_ratio * d_model``. Attention uses
+    ``torch.nn.functional.scaled_dot_product_attention``; padded keys are
+    excluded from every query's softmax.
+
+    Arguments
+    ---------
+    d_model : int
+        Model width.
+    nhead : int
+        Number of attention heads (must divide ``d_model``).
+    mlp_ratio : int
+        Hidden width of the MLP relative to ``d_model``.
+    dropout : float
+        Dropout on attention weights and after the attention / MLP projections.
+    layer_norm_eps : float
+        Epsilon of the layer norms.
+
+    Example
+    -------
+    >>> block = TransformerBlock(d_model=16, nhead=4)
+    >>> x = torch.randn(2, 5, 16)
+    >>> key_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    >>> block(x, key_mask).shape
+    torch.Size([2, 5, 16])
+    """
+
+    def __init__(self, d_model, nhead, mlp_ratio=4, dropout=0.0, layer_norm_eps=1e-5):
+        super().__init__()
+        if d_model % nhead != 0:
+            raise ValueError(
+                f"TransformerBlock: d_model={d_model} is not divisible by nhead={nhead}"
+            )
+        self.nhead = nhead
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.proj_drop = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        hidden = int(mlp_ratio * d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def attention(self, x, key_mask=None):
+        """Multi-head self-attention of an already normalised input.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Input [B, T, d_model].
+        key_mask : torch.Tensor, optional
+            Bool [B, T], True for keys that take part (valid frames).
+
+        Returns
+        -------
+        torch.Tensor
+            Attention output after the output projection, [B, T, d_model].
+
+        Example
+        -------
+        >>> block = TransformerBlock(d_model=8, nhead=2)
+        >>> block.attention(torch.randn(1, 3, 8)).shape
+        torch.Size([1, 3, 8])
+        """
+        batch, time, width = x.shape
+        head_dim = width // self.nhead
+        qkv = self.qkv(x).view(batch, time, 3, self.nhead, head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, T, head_dim]
+        attn_mask = None
+        if key_mask is not None:
+            attn_mask = key_mask[:, None, None, :]  # [B, 1, 1, T], True = attend
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        out = out.transpose(1, 2).reshape(batch, time, width)
+        return self.proj_drop(self.proj(out))
+
+    def forward(self, x, key_mask=None):
+        """Applies the block.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Input [B, T, d_model].
+        key_mask : torch.Tensor, optional
+            Bool [B, T], True for valid frames. Every row needs at least one
+            True entry (rows without valid keys give NaN).
+
+        Returns
+        -------
+        torch.Tensor
+            Output [B, T, d_model].
+        """
+        x = x + self.attention(self.norm1(x), key_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+def aggregation_mlp(dim, num_layers=3, dropout=0.0):
+    """Builds the aggregation block: ``num_layers`` Linear(dim, dim) with GELU between.
+
+    Arguments
+    ---------
+    dim : int
+        Width of every layer.
+    num_layers : int
+        Number of linear layers (>= 1).
+    dropout : float
+        Dropout after every GELU.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The MLP.
+
+    Example
+    -------
+    >>> mlp = aggregation_mlp(8, num_layers=3)
+    >>> sum(isinstance(m, torch.nn.Linear) for m in mlp), mlp(torch.randn(2, 8)).shape
+    (3, torch.Size([2, 8]))
+    """
+    if num_layers < 1:
+        raise ValueError(f"aggregation_mlp: num_layers must be >= 1, got {num_layers}")
+    layers = []
+    for i in range(num_layers):
+        layers.append(nn.Linear(dim, dim))
+        if i < num_layers - 1:
+            layers.extend([nn.GELU(), nn.Dropout(dropout)])
+    return nn.Sequential(*layers)
+
+
+class WAPTransformer(nn.Module):
+    """Weighted-average-pooling Transformer (the adapter backbone).
+
+    ``X^0 = PatchEmbed(x) (or e_[M] on masked frames) + E_pos``;
+    ``X^l = Block_l(X^{l-1})``; ``Z = sum_l softmax(w)_l X^l``; output
+    ``MLP(Z)``, zeroed on padded frames.
+
+    Padded frames never influence valid ones (key-padding masks, frame-wise
+    layers), so an utterance gives the same outputs alone or padded in a batch.
+    Sequences longer than ``max_frames`` use the position table linearly
+    interpolated to their own number of valid frames (per utterance, which keeps
+    the padding invariance); shorter ones use its first rows.
+
+    Arguments
+    ---------
+    input_dim : int
+        Dimension of the encoder features (1024 for HuBERT-large).
+    d_model : int
+        Model width.
+    num_layers : int
+        Number of transformer blocks L.
+    nhead : int
+        Attention heads per block.
+    mlp_ratio : int
+        MLP width of the blocks relative to ``d_model``.
+    max_frames : int
+        Rows of the learnable position table.
+    dropout : float
+        Dropout inside the blocks and the aggregation MLP.
+    mlp_layers : int
+        Linear layers of the aggregation block.
+    init_std : float
+        Standard deviation of the truncated-normal initialisation of the
+        position table, the mask embedding and all linear weights.
+
+    Example
+    -------
+    >>> model = WAPTransformer(input_dim=32, d_model=16, num_layers=2, nhead=4,
+    ...                        max_frames=50)
+    >>> x = torch.randn(2, 10, 32)
+    >>> lengths = torch.tensor([1.0, 0.6])
+    >>> frame_mask = torch.zeros(2, 10, dtype=torch.bool)
+    >>> frame_mask[0, :3] = True
+    >>> z = model(x, lengths, frame_mask)
+    >>> z.shape, bool(z[1, 6:].abs().sum() == 0)
+    (torch.Size([2, 10, 16]), True)
+    """
+
+    def __init__(
+        self,
+        input_dim=1024,
+        d_model=384,
+        num_layers=3,
+        nhead=6,
+        mlp_ratio=4,
+        max_frames=1500,
+        dropout=0.0,
+        mlp_layers=3,
+        init_std=0.02,
+    ):
+        super().__init__()
+        self.input_dim = input_dim
+        self.d_model = d_model
+        self.max_frames = max_frames
+        self.init_std = init_std
+        self.patch_embedding = nn.Linear(input_dim, d_model)
+        self.mask_embedding = nn.Parameter(torch.zeros(d_model))
+        self.pos_embedding = nn.Parameter(torch.zeros(max_frames, d_model))
+        self.blocks = nn.ModuleList(
+            [
+                TransformerBlock(d_model, nhead, mlp_ratio=mlp_ratio, dropout=dropout)
+                for _ in range(num_layers)
+            ]
+        )
+        self.layer_weights = nn.Parameter(torch.zeros(num_layers))
+        self.aggregator = aggregation_mlp(
+            d_model, num_layers=mlp_layers, dropout=dropout
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Initialises the parameters (truncated normal, zero biases, uniform layer weights).
+
+        Example
+        -------
+        >>> model = WAPTransformer(input_dim=8, d_model=8, num_layers=2, nhead=2,
+        ...                        max_frames=4)
+        >>> model.reset_parameters()
+        >>> model.layer_weights.tolist()
+        [0.0, 0.0]
+        """
+        std = self.init_std
+        nn.init.trunc_normal_(self.pos_embedding, std=std, a=-2 * std, b=2 * std)
+        nn.init.trunc_normal_(self.mask_embedding, std=std, a=-2 * std, b=2 * std)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.zeros_(self.layer_weights)
+
+    def interpolated_pos_embedding(self, num_frames):
+        """Returns position embeddings for ``num_frames`` frames.
+
+        The first ``num_frames`` rows of the table if it is long enough;
+        otherwise the whole table linearly interpolated to ``num_frames`` rows
+        (``F.interpolate``, mode ``linear``, ``align_corners=False``).
+
+        Arguments
+        ---------
+        num_frames : int
+            Number of frames.
+
+        Returns
+        -------
+        torch.Tensor
+            [num_frames, d_model].
+
+        Example
+        -------
+        >>> model = WAPTransformer(input_dim=8, d_model=8, num_layers=1, nhead=2,
+        ...                        max_frames=4)
+        >>> model.interpolated_pos_embedding(3).shape
+        torch.Size([3, 8])
+        >>> model.interpolated_pos_embedding(10).shape
+        torch.Size([10, 8])
+        """
+        if num_frames <= self.max_frames:
+            return self.pos_embedding[:num_frames]
+        table = self.pos_embedding.t().unsqueeze(0)  # [1, d_model, max_frames]
+        table = F.interpolate(
+            table, size=num_frames, mode="linear", align_corners=False
+        )
+        return table.squeeze(0).t()
+
+    def position_embeddings(self, n_valid, max_len):
+        """Position embeddings of a padded batch, [B, T, d_model].
+
+        Rows whose valid part is longer than ``max_frames`` get the table
+        interpolated to their own valid length; padded positions get the
+        non-interpolated table (or zeros past its end): they never reach a
+        valid output.
+
+        Arguments
+        ---------
+        n_valid : torch.Tensor
+            Long [B], valid frames per row.
+        max_len : int
+            Padded length T.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, d_model].
+
+        Example
+        -------
+        >>> model = WAPTransformer(input_dim=8, d_model=8, num_layers=1, nhead=2,
+        ...                        max_frames=4)
+        >>> model.position_embeddings(torch.tensor([6, 3]), 6).shape
+        torch.Size([2, 6, 8])
+        """
+        batch = n_valid.shape[0]
+        if max_len <= self.max_frames:
+            return self.pos_embedding[:max_len].unsqueeze(0).expand(batch, -1, -1)
+        pos = self.pos_embedding.new_zeros(batch, max_len, self.d_model)
+        pos[:, : self.max_frames] = self.pos_embedding
+        for length in torch.unique(n_valid).tolist():
+            if length <= self.max_frames:
+                continue
+            rows = (n_valid == length).nonzero(as_tuple=True)[0].to(pos.device)
+            table = self.interpolated_pos_embedding(length)  # [length, d_model]
+            pos[rows, :length] = table.unsqueeze(0).expand(rows.shape[0], -1, -1)
+        return pos
+
+    def forward(self, x, lengths=None, frame_mask=None):
+        """Computes frame-level representations.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Encoder features [B, T, input_dim].
+        lengths : torch.Tensor, optional
+            Relative lengths [B]; None means every frame is valid.
+        frame_mask : torch.Tensor, optional
+            Bool [B, T]; True frames have their patch embedding replaced by
+            ``mask_embedding``.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, d_model], zero on padded frames.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"WAPTransformer: expected input [B, T, {self.input_dim}], "
+                f"got {tuple(x.shape)}"
+            )
+        batch, time, _ = x.shape
+        if lengths is None:
+            n_valid = torch.full((batch,), time, dtype=torch.long, device=x.device)
+        else:
+            n_valid = valid_frames(lengths, time).to(x.device)
+        valid = torch.arange(time, device=x.device).unsqueeze(0) < n_valid.unsqueeze(1)
+
+        h = self.patch_embedding(x)  # [B, T, d_model]
+        if frame_mask is not None:
+            if frame_mask.shape != (batch, time):
+                raise ValueError(
+                    f"WAPTransformer: frame_mask must have shape {(batch, time)}, "
+                    f"got {tuple(frame_mask.shape)}"
+                )
+            h = torch.where(
+                frame_mask.to(device=x.device, dtype=torch.bool).unsqueeze(-1),
+                self.mask_embedding.to(h.dtype),
+                h,
+            )
+        h = h + self.position_embeddings(n_valid, time).to(h.dtype)
+
+        # Rows without any valid frame would give NaN in the softmax: let them
+        # attend everywhere (their output is zeroed below anyway).
+        key_mask = valid | (n_valid == 0).unsqueeze(1)
+        weights = torch.softmax(self.layer_weights, dim=0)
+        z = torch.zeros_like(h)
+        for weight, block in zip(weights, self.blocks, strict=True):
+            h = block(h, key_mask)
+            z = z + weight * h
+        out = self.aggregator(z)
+        return out * valid.unsqueeze(-1).to(out.dtype)
