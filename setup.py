@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "ser-make-mini-iemocap=ser_lib.synth.cli:main",
             "ser-extract-features=ser_lib.features_cli:main",
+            "ser-predict=ser_lib.predict_cli:main",
         ]
     },
 )

@@ -7,6 +7,7 @@ finished when its ``metrics.json`` exists (written last, atomically): a re-run s
 finished folds, and ``train.py`` resumes unfinished ones from their checkpoints.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -59,6 +60,7 @@ def fold_folders(hparams_file, overrides, recipe_dir):
         ``output_folder`` and ``adapter_folder`` as absolute paths.
     """
     cwd = os.getcwd()
+    sys.path.insert(0, recipe_dir)  # the YAML names the recipe's prepare function
     try:
         os.chdir(recipe_dir)
         with open(hparams_file, encoding="utf-8") as fin:
@@ -69,6 +71,7 @@ def fold_folders(hparams_file, overrides, recipe_dir):
         }
     finally:
         os.chdir(cwd)
+        sys.path.remove(recipe_dir)
 
 
 def aggregate_folds(fold_metrics):
@@ -248,4 +251,78 @@ def cross_validate(
         results["missing_folds"] = missing
     json_path, md_path = write_results(results, results_folder)
     logger.info("Results: %s, %s", json_path, md_path)
+    return results
+
+
+def parse_cv_args(argv, default_folds, description):
+    """Command line of a recipe's ``cross_validate.py`` (see IEMOCAP's for usage)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data_folder", required=True, help="the corpus folder")
+    parser.add_argument(
+        "--output_folder", required=True, help="output_root of the runs"
+    )
+    parser.add_argument("--folds", type=int, nargs="+", default=list(default_folds))
+    parser.add_argument("--config", help="YAML with common/adapter/finetune overrides")
+    parser.add_argument(
+        "--overrides", default="{}", help="YAML mapping for both stages"
+    )
+    parser.add_argument(
+        "--adapter_overrides", default="{}", help="YAML mapping, stage 1"
+    )
+    parser.add_argument(
+        "--finetune_overrides", default="{}", help="YAML mapping, stage 2"
+    )
+    parser.add_argument("--adapter_hparams", default="hparams/adapter.yaml")
+    parser.add_argument("--finetune_hparams", default="hparams/finetune.yaml")
+    parser.add_argument("--skip_adapter", action="store_true", help="no stage 1")
+    parser.add_argument("--aggregate_only", action="store_true")
+    parser.add_argument("--results_folder", help="default: the output folder")
+    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
+    return parser.parse_args(argv)
+
+
+def read_cv_config(path):
+    """Reads a config file of ``common``/``adapter``/``finetune`` override sections."""
+    sections = {"common": {}, "adapter": {}, "finetune": {}}
+    if path:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        unknown = set(loaded) - set(sections)
+        if unknown:
+            raise ValueError(f"{path}: unknown sections {sorted(unknown)}")
+        sections.update({k: v or {} for k, v in loaded.items()})
+    return sections
+
+
+def cross_validate_main(argv, recipe_dir, default_folds, description=None):
+    """Main of a recipe's ``cross_validate.py``; prints and returns the results."""
+    args = parse_cv_args(argv, default_folds, description)
+    sections = read_cv_config(args.config)
+    output_folder = os.path.abspath(args.output_folder)
+    common = {
+        **sections["common"],
+        **yaml.safe_load(args.overrides),
+        "data_folder": os.path.abspath(args.data_folder),
+        "output_root": output_folder,
+    }
+    results = cross_validate(
+        recipe_dir=recipe_dir,
+        folds=args.folds,
+        adapter_hparams=args.adapter_hparams,
+        finetune_hparams=args.finetune_hparams,
+        common_overrides=common,
+        results_folder=os.path.abspath(args.results_folder or output_folder),
+        adapter_overrides={
+            **sections["adapter"],
+            **yaml.safe_load(args.adapter_overrides),
+        },
+        finetune_overrides={
+            **sections["finetune"],
+            **yaml.safe_load(args.finetune_overrides),
+        },
+        skip_adapter=args.skip_adapter,
+        aggregate_only=args.aggregate_only,
+        extra_args=[f"--device={args.device}"],
+    )
+    print(results_table(results))
     return results

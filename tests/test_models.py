@@ -117,7 +117,7 @@ def test_wap_parameter_count_full_size():
         + (d * hidden + hidden)
         + (hidden * d + d)
     )
-    expected = (inp * d + d) + d + frames * d + 3 * block + 3 + 3 * (d * d + d)
+    expected = (inp * d + d) + d + frames * d + 3 * block + 3 + 2 * d + 3 * (d * d + d)
     total = sum(p.numel() for p in model.parameters())
     assert total == expected
     # DESIGN.md says "about 5-6 M"; the exact figure of the prescribed

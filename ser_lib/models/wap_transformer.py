@@ -129,7 +129,14 @@ class TransformerBlock(nn.Module):
 
 
 def aggregation_mlp(dim, num_layers=3, dropout=0.0):
-    """Builds the aggregation block: ``num_layers`` Linear(dim, dim) with GELU between.
+    """Builds the aggregation block: LayerNorm, then ``num_layers`` Linear(dim, dim)
+    with GELU between.
+
+    The LayerNorm is the final norm of a pre-LN stack: the block outputs ``X^l`` are
+    un-normalised residual streams, so their weighted average ``Z`` is normalised
+    before the MLP, as every pre-LN block normalises its input. Without it the
+    frame representations (the targets of L_rec and k-means) start orders of
+    magnitude below unit scale.
 
     Arguments
     ---------
@@ -150,10 +157,12 @@ def aggregation_mlp(dim, num_layers=3, dropout=0.0):
     >>> mlp = aggregation_mlp(8, num_layers=3)
     >>> sum(isinstance(m, torch.nn.Linear) for m in mlp), mlp(torch.randn(2, 8)).shape
     (3, torch.Size([2, 8]))
+    >>> isinstance(mlp[0], torch.nn.LayerNorm)
+    True
     """
     if num_layers < 1:
         raise ValueError(f"aggregation_mlp: num_layers must be >= 1, got {num_layers}")
-    layers = []
+    layers = [nn.LayerNorm(dim)]
     for i in range(num_layers):
         layers.append(nn.Linear(dim, dim))
         if i < num_layers - 1:
@@ -242,7 +251,10 @@ class WAPTransformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """Initialises the parameters (truncated normal, zero biases, uniform layer weights).
+        """Initialises the parameters.
+
+        Truncated normal (``init_std``) for the embeddings and the transformer
+        blocks, Xavier for the aggregation MLP, zero biases, uniform layer weights.
 
         Example
         -------
@@ -262,6 +274,11 @@ class WAPTransformer(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        # The aggregation MLP has no residual path: Xavier keeps its output near
+        # unit scale (std 0.02 weights would shrink it ~0.4x per layer).
+        for module in self.aggregator.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(self.layer_weights)
 
     def interpolated_pos_embedding(self, num_frames):

@@ -1,0 +1,88 @@
+"""The recipe's main, shared by every corpus: one YAML file chooses everything.
+
+``python train.py hparams/<stage>.yaml [--key=value ...]`` runs, in SpeechBrain's order:
+
+1. ``parse_arguments`` and ``ddp_init_group`` (``torchrun ... --distributed_launch``);
+2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything);
+3. ``run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])``: the corpus's
+   prepare function (the only corpus-specific code) writes ``all.csv`` and the fold
+   manifests;
+4. ``run_on_main(prepare_features, ...)``: the frozen encoder fills the feature cache
+   (only utterances not cached yet);
+5. ``create_experiment_directory``, ``dataio_prep(hparams)``;
+6. ``hparams["brain_class"](...)`` (``AdapterBrain`` for stage 1, ``FinetuneBrain`` for
+   stage 2), ``fit``, then ``conclude`` (stage 1 exports the adapter, stage 2 evaluates
+   the test fold).
+"""
+
+import os
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from ser_lib.dataio import dataio_prep
+from ser_lib.features import prepare_features
+
+
+def train_main(argv, recipe_dir):
+    """Runs one stage of a recipe.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[hparams_file, --key=value, ...]`` as given to ``train.py``.
+    recipe_dir : str
+        The recipe folder: relative paths in the YAML (``encoder_hparams``) are
+        relative to it, and its prepare script is importable from the YAML.
+
+    Returns
+    -------
+    sb.Brain
+        The trained Brain.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
+    run_on_main(
+        prepare_features,
+        kwargs={
+            "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
+            "encoder_overrides": hparams["encoder_overrides"],
+            "csv_files": [hparams["all_csv"]],
+            "data_root": hparams["data_folder"],
+            "cache_dir": hparams["feature_folder"],
+            "batch_seconds": hparams["extraction_batch_seconds"],
+            "device": run_opts.get("device", "cpu"),
+        },
+    )
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+
+    datasets = dataio_prep(hparams)
+    hparams["label_encoder"] = datasets["label_encoder"]
+
+    brain = hparams["brain_class"](
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        epoch_counter=hparams["epoch_counter"],
+        train_set=datasets["train"],
+        valid_set=datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["test_dataloader_opts"],
+    )
+    brain.conclude(datasets, hparams["test_dataloader_opts"])
+    return brain
