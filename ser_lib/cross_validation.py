@@ -184,6 +184,7 @@ def cross_validate(
     skip_adapter=False,
     aggregate_only=False,
     extra_args=(),
+    make_report=True,
 ):
     """Runs (or resumes) the folds, then aggregates every finished fold.
 
@@ -212,6 +213,9 @@ def cross_validate(
         Where ``cv_results.{json,md}`` go.
     extra_args : sequence of str
         Passed to every ``train.py`` call (e.g. ``--device=cuda:0``).
+    make_report : bool
+        Also write ``results_folder/report/`` (pictures and README.md, see
+        :func:`ser_lib.report.build_report`).
 
     Returns
     -------
@@ -220,11 +224,12 @@ def cross_validate(
     """
     adapter_overrides = adapter_overrides or {}
     finetune_overrides = finetune_overrides or {}
-    fold_metrics = {}
+    fold_metrics, stage2_folders = {}, {}
     for fold in folds:
         stage2 = {**common_overrides, **finetune_overrides, fold_key: fold}
         stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
         folders = fold_folders(finetune_hparams, stage2, recipe_dir)
+        stage2_folders[fold] = folders["output_folder"]
         metrics_path = os.path.join(folders["output_folder"], "metrics.json")
         if not os.path.isfile(metrics_path) and not aggregate_only:
             teacher = os.path.join(folders["adapter_folder"], "teacher.ckpt")
@@ -251,6 +256,12 @@ def cross_validate(
         results["missing_folds"] = missing
     json_path, md_path = write_results(results, results_folder)
     logger.info("Results: %s, %s", json_path, md_path)
+    if make_report:
+        # Imported here: ser_lib.report uses this module's tables.
+        from ser_lib.report import build_report
+
+        report = build_report(stage2_folders, os.path.join(results_folder, "report"))
+        logger.info("Report: %s", report["readme"])
     return results
 
 
@@ -278,6 +289,9 @@ def parse_cv_args(argv, default_folds, description):
     parser.add_argument("--aggregate_only", action="store_true")
     parser.add_argument("--results_folder", help="default: the output folder")
     parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
+    parser.add_argument(
+        "--no_report", action="store_true", help="do not write OUTPUT/report/"
+    )
     return parser.parse_args(argv)
 
 
@@ -323,6 +337,7 @@ def cross_validate_main(argv, recipe_dir, default_folds, description=None):
         skip_adapter=args.skip_adapter,
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
+        make_report=not args.no_report,
     )
     print(results_table(results))
     return results

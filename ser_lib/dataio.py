@@ -20,6 +20,8 @@ from ser_lib.models.augment import oversample_minority
 logger = get_logger(__name__)
 
 COPY_SEPARATOR = "__aug"
+DATASET_COLUMNS = ("ID", "emo")
+"""The manifest columns the datasets read (other columns are ignored)."""
 
 
 def build_label_encoder(classes):
@@ -112,7 +114,7 @@ def feature_dataset(
     DynamicItemDataset
         Output keys ``id``, ``feats``, ``emo_encoded``, ``augment``.
     """
-    rows = read_manifest(csv_path)
+    rows = read_manifest(csv_path, required_columns=DATASET_COLUMNS)
     check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
     missing = [row["ID"] for row in rows if row["ID"] not in cache]
     if missing:
@@ -150,7 +152,8 @@ def feature_dataset(
         if not torch.isfinite(feats).all():
             raise ValueError(
                 f"Non-finite values in the cached features of {source_id} "
-                f"({cache.feature_path(source_id)}); re-extract them with overwrite"
+                f"({cache.feature_path(source_id)}): delete that file and re-run; "
+                "only missing features are extracted again"
             )
         if random_crop and max_frames is not None and feats.shape[0] > max_frames:
             start = int(torch.randint(0, feats.shape[0] - max_frames + 1, (1,)))
@@ -169,24 +172,112 @@ def feature_dataset(
     )
 
 
+def class_counts(rows, classes):
+    """Number of rows of every class, in class-set order (absent classes count 0).
+
+    Arguments
+    ---------
+    rows : list of dict
+        Manifest rows with an ``emo`` column.
+    classes : list of str
+        The class set.
+
+    Returns
+    -------
+    dict
+        Class -> count.
+
+    Example
+    -------
+    >>> class_counts([{"emo": "sad"}, {"emo": "sad"}], ["neu", "sad"])
+    {'neu': 0, 'sad': 2}
+    """
+    counts = dict.fromkeys(classes, 0)
+    for row in rows:
+        counts[row["emo"]] = counts.get(row["emo"], 0) + 1
+    return counts
+
+
+def check_training_classes(train_csv, classes):
+    """Counts the training rows per class and warns about classes without any.
+
+    A class absent from the training data cannot be learned: training goes on
+    (the classifier keeps an output for it that no target ever rewards, so it is
+    practically never predicted), its test utterances count as errors, and UA
+    stays the mean recall over the classes present in the test set. The absent
+    classes are logged here and listed in the fold's ``metrics.json``.
+
+    Arguments
+    ---------
+    train_csv : str
+        The training manifest.
+    classes : list of str
+        The class set.
+
+    Returns
+    -------
+    counts : dict
+        Class -> number of training rows.
+    absent : list of str
+        Classes with no training row.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> _ = open(path, "w").write("ID,emo\\na,neu\\nb,neu\\n")
+    >>> check_training_classes(path, ["neu", "sad"])
+    ({'neu': 2, 'sad': 0}, ['sad'])
+    """
+    counts = class_counts(
+        read_manifest(train_csv, required_columns=DATASET_COLUMNS), classes
+    )
+    absent = [label for label in classes if counts[label] == 0]
+    if absent:
+        logger.warning(
+            "The training data %s has no utterance of the class(es) %s (counts: %s): "
+            "they cannot be learned and are practically never predicted; their test "
+            "utterances count as errors (UA averages over the test classes)",
+            train_csv,
+            absent,
+            counts,
+        )
+    return counts, absent
+
+
 def dataio_prep(hparams):
     """Builds the fold's datasets from the hparams of either stage.
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
-    ``max_frames``, ``oversample_ratio`` (0 = off) and ``seed``.
+    ``input_dim`` (checked against the cached features), ``max_frames``,
+    ``oversample_ratio`` (0 = off) and ``seed``.
 
     Returns
     -------
     dict
         ``train``, ``valid`` (None when the valid CSV is empty: model selection is the
-        last epoch), ``test``, ``label_encoder``.
+        last epoch), ``test``, ``label_encoder``, ``train_class_counts`` (class ->
+        training utterances) and ``absent_train_classes`` (classes without any, see
+        :func:`check_training_classes`).
+
+    Raises
+    ------
+    ValueError
+        If the training manifest is empty, a label is outside ``classes``, or the
+        cached features do not have ``input_dim`` channels.
     """
     cache = FeatureCache(hparams["feature_folder"])
+    if len(cache) > 0 and cache.feature_dim != hparams["input_dim"]:
+        raise ValueError(
+            f"The features in {cache.cache_dir} have {cache.feature_dim} channels but "
+            f"input_dim is {hparams['input_dim']}: set input_dim to the encoder's "
+            f"output size (the cache was built by {cache.fingerprint})"
+        )
     label_encoder = build_label_encoder(hparams["classes"])
     datasets = {"label_encoder": label_encoder}
     for split in ("train", "valid", "test"):
         training = split == "train"
-        if not read_manifest(hparams[f"{split}_csv"]):
+        if not read_manifest(hparams[f"{split}_csv"], DATASET_COLUMNS):
             datasets[split] = None
             continue
         datasets[split] = feature_dataset(
@@ -200,4 +291,7 @@ def dataio_prep(hparams):
         )
     if datasets["train"] is None:
         raise ValueError(f"The training manifest {hparams['train_csv']} is empty")
+    counts, absent = check_training_classes(hparams["train_csv"], hparams["classes"])
+    datasets["train_class_counts"] = counts
+    datasets["absent_train_classes"] = absent
     return datasets

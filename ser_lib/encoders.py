@@ -19,7 +19,6 @@ from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.lobes.features import Fbank
 from speechbrain.utils.logger import get_logger
 from torch.nn.utils.rnn import pad_sequence
-from transformers import AutoFeatureExtractor, AutoModel
 
 __all__ = [
     "FbankEncoder",
@@ -232,6 +231,10 @@ class HFEncoder(FrozenEncoder):
         norm_eps=1e-7,
         cache_dir=None,
     ):
+        # Imported here: transformers takes seconds to import and only this
+        # encoder needs it (training from the feature cache never does).
+        from transformers import AutoModel
+
         super().__init__()
         self.source = str(source)
         self.model = AutoModel.from_pretrained(self.source, cache_dir=cache_dir)
@@ -280,6 +283,8 @@ class HFEncoder(FrozenEncoder):
 
     def _read_do_normalize(self, sample_rate, cache_dir):
         """Reads ``do_normalize`` from the model's feature extractor config."""
+        from transformers import AutoFeatureExtractor  # see __init__
+
         try:
             extractor = AutoFeatureExtractor.from_pretrained(
                 self.source, cache_dir=cache_dir

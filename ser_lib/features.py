@@ -32,7 +32,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from ser_lib.audio import AudioError, read_audio
+from ser_lib.audio import AudioError, check_audio_files, read_audio
 from ser_lib.encoders import absolute_lengths, load_encoder
 
 __all__ = [
@@ -50,6 +50,10 @@ FEATS_DIR = "feats"
 INDEX_FILE = "index.csv"
 FINGERPRINT_FILE = "fingerprint.json"
 TEMP_SUFFIX = ".tmp"
+_MISMATCH_CURE = (
+    "Use another cache directory (in a recipe: another feature_folder or "
+    "encoder_name) or rebuild this one (overwrite=True, --overwrite)."
+)
 
 
 class CacheMismatchError(ValueError):
@@ -169,8 +173,20 @@ class FeatureCache:
         return self._entry(utt_id)[1]
 
     def load(self, utt_id):
-        """Returns the features of ``utt_id``: read-only memmap [frames, dim], float16."""
-        return np.load(self._entry(utt_id)[1], mmap_mode="r")
+        """Returns the features of ``utt_id``: read-only memmap [frames, dim], float16.
+
+        A missing or unreadable file raises ``ValueError`` naming it and the cure:
+        delete it and run the extraction again (only missing files are extracted).
+        """
+        path = self._entry(utt_id)[1]
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(
+                f"Cannot read the cached features of {utt_id!r} at {path} ({err}); "
+                "delete the file and run the extraction again (only missing "
+                "features are extracted)"
+            ) from err
 
 
 def _atomic_write(path, write, binary=True):
@@ -229,12 +245,12 @@ def _prepare_cache_dir(cache_dir, fingerprint, overwrite):
             )
             raise CacheMismatchError(
                 f"The feature cache {cache_dir} was built by another encoder or other "
-                f"settings ({details}). Use another cache_dir or overwrite=True."
+                f"settings ({details}). {_MISMATCH_CURE}"
             )
     elif feats_dir.exists() and any(feats_dir.glob("*.npy")):
         raise CacheMismatchError(
             f"The feature cache {cache_dir} holds features but no {FINGERPRINT_FILE}, "
-            "so their origin is unknown. Use another cache_dir or overwrite=True."
+            f"so their origin is unknown. {_MISMATCH_CURE}"
         )
     feats_dir.mkdir(parents=True, exist_ok=True)
     for folder in (cache_dir, feats_dir):
@@ -256,7 +272,10 @@ def _read_manifests(csv_files, data_root):
     replacements = {} if data_root is None else {"data_root": str(data_root)}
     utterances, origin = {}, {}
     for csv_file in csv_files:
-        rows = load_data_csv(csv_file, replacements=replacements)
+        try:
+            rows = load_data_csv(csv_file, replacements=replacements)
+        except (KeyError, ValueError) as err:  # duplicate ID, no ID column, ...
+            raise ValueError(f"Manifest {csv_file}: {err}") from err
         for utt_id, row in rows.items():
             missing = {"wav", "duration"} - set(row)
             if missing:
@@ -366,6 +385,18 @@ def run_feature_extraction(
     ExtractionSummary
         Counts and time of this call.
 
+    Raises
+    ------
+    ser_lib.audio.AudioError
+        Before any encoding, listing every file still to extract that is missing,
+        unreadable, empty or truncated; during encoding, for an utterance too short
+        to give one frame (naming it and its file).
+    CacheMismatchError
+        If ``cache_dir`` holds features of another encoder or other settings.
+    ValueError
+        If a manifest lacks a column or repeats an ID (naming the CSV), or if the
+        encoder output of an utterance is not finite (naming it and its file).
+
     Example
     -------
     >>> import soundfile as sf
@@ -404,6 +435,8 @@ def run_feature_extraction(
     )
 
     if todo:
+        # Every unusable file is reported before any work starts.
+        check_audio_files([entry["wav"] for entry in todo.values()])
         encoder.to(device)
         dataset = DynamicItemDataset(todo)
         dataset.add_dynamic_item(
@@ -461,11 +494,13 @@ def _encode_batch(encoder, batch, feats_dir, device):
             )
     feats, _ = encoder(wavs.to(device), wav_lens.to(device))  # [B, T, D]
     feats = feats.to(device="cpu", dtype=torch.float16).numpy()
-    for utt_id, utt_feats, count in zip(batch.id, feats, counts, strict=True):
+    for utt_id, wav_path, utt_feats, count in zip(
+        batch.id, batch.wav, feats, counts, strict=True
+    ):
         if not np.isfinite(utt_feats[:count]).all():
             raise ValueError(
-                f"Utterance {utt_id}: the encoder output is not finite in float16 "
-                f"(NaN, or beyond +-{np.finfo(np.float16).max:.0f})"
+                f"Utterance {utt_id} ({wav_path}): the encoder output is not finite "
+                f"in float16 (NaN, or beyond +-{np.finfo(np.float16).max:.0f})"
             )
         _atomic_write(
             feats_dir / f"{utt_id}.npy",

@@ -25,6 +25,55 @@ from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
 
 
+def prepare_data(hparams, recipe_dir, device="cpu"):
+    """Steps 3 and 4: the corpus preparation, then the feature cache of ``all_csv``.
+
+    Shared by :func:`train_main` and the cross-corpus evaluation
+    (:mod:`ser_lib.cross_corpus`), which prepares a test corpus with the encoder of
+    the training corpus.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded recipe hparams: ``prepare``, ``prepare_kwargs``, ``encoder_hparams``
+        (relative to ``recipe_dir``, or absolute), ``encoder_overrides``, ``all_csv``,
+        ``data_folder``, ``feature_folder``, ``extraction_batch_seconds``.
+    recipe_dir : str
+        The recipe folder.
+    device : str
+        Where the encoder runs.
+
+    Example
+    -------
+    >>> import numpy as np, soundfile as sf
+    >>> root = getfixture("tmp_path")
+    >>> sf.write(root / "a.wav", np.random.randn(16000) * 0.1, 16000)
+    >>> _ = (root / "enc.yaml").write_text("encoder: !new:ser_lib.encoders.FbankEncoder\\n")
+    >>> def prepare(save_folder):
+    ...     _ = (root / "all.csv").write_text("ID,duration,wav\\na,1.0,$data_root/a.wav\\n")
+    >>> hparams = {"prepare": prepare, "prepare_kwargs": {"save_folder": root},
+    ...     "encoder_hparams": "enc.yaml", "encoder_overrides": {},
+    ...     "all_csv": root / "all.csv", "data_folder": root,
+    ...     "feature_folder": root / "feats", "extraction_batch_seconds": 10}
+    >>> prepare_data(hparams, root)
+    >>> sorted(p.name for p in (root / "feats").iterdir())
+    ['feats', 'fingerprint.json', 'index.csv']
+    """
+    run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
+    run_on_main(
+        prepare_features,
+        kwargs={
+            "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
+            "encoder_overrides": hparams["encoder_overrides"],
+            "csv_files": [hparams["all_csv"]],
+            "data_root": hparams["data_folder"],
+            "cache_dir": hparams["feature_folder"],
+            "batch_seconds": hparams["extraction_batch_seconds"],
+            "device": device,
+        },
+    )
+
+
 def train_main(argv, recipe_dir):
     """Runs one stage of a recipe.
 
@@ -47,19 +96,9 @@ def train_main(argv, recipe_dir):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
-    run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
-    run_on_main(
-        prepare_features,
-        kwargs={
-            "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
-            "encoder_overrides": hparams["encoder_overrides"],
-            "csv_files": [hparams["all_csv"]],
-            "data_root": hparams["data_folder"],
-            "cache_dir": hparams["feature_folder"],
-            "batch_seconds": hparams["extraction_batch_seconds"],
-            "device": run_opts.get("device", "cpu"),
-        },
-    )
+    # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
+    device = run_opts["device"] or sb.utils.distributed.infer_device()
+    prepare_data(hparams, recipe_dir, device=device)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],

@@ -45,10 +45,15 @@ class JsonlTrainLogger(FileTrainLogger):
         test_stats=None,
         verbose=True,
     ):
-        """Writes the text line (parent class) and the JSON line."""
+        """Writes the text line (parent class) and the JSON line.
+
+        Call it on every process: under DDP the parent's ``log_stats`` is
+        ``main_process_only``, which broadcasts its result to all ranks, so every
+        rank must reach it (only the main process writes).
+        """
+        super().log_stats(stats_meta, train_stats, valid_stats, test_stats, verbose)
         if not if_main_process():
             return
-        super().log_stats(stats_meta, train_stats, valid_stats, test_stats, verbose)
         record = {"meta": _plain(stats_meta)}
         for name, stats in (
             ("train", train_stats),

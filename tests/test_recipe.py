@@ -131,6 +131,9 @@ def test_stage1_resumes_from_its_checkpoint(fold1):
     )
     records = read_jsonl(fold1["fold_dir"] / "adapter" / "train_log.jsonl")
     assert [r["meta"]["epoch"] for r in records] == [1, 2, 3]
+    # Epoch 3 starts at its first step: its mean λ lies strictly inside the ramp
+    # (a run resumed with a stale step counter would sit at the clamped end, 0.5).
+    assert 0.5 + 1e-4 < records[2]["train"]["lambda"] < records[1]["train"]["lambda"]
 
 
 def test_cross_validation_runs_resumes_and_aggregates(corpus, tmp_path):

@@ -46,9 +46,9 @@ import os
 import re
 from collections import Counter
 
-import soundfile
 from speechbrain.utils.logger import get_logger
 
+from ser_lib.audio import check_audio_files
 from ser_lib.data.folds import VALID_MODES, write_group_folds
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
@@ -418,7 +418,7 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     data_folder : str
         The release folder (wav paths are written relative to it as ``$data_root``).
     max_listed_missing : int
-        How many missing wav paths the error message lists.
+        How many missing (or unusable) wav paths an error message lists.
 
     Returns
     -------
@@ -429,8 +429,9 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     ------
     FileNotFoundError
         If wavs are missing: the count and the first expected paths.
-    RuntimeError
-        If a wav cannot be read by soundfile (names it).
+    ser_lib.audio.AudioError
+        If wavs are unreadable, empty or truncated: the count and the first ones,
+        each with the reason.
 
     Example
     -------
@@ -446,23 +447,23 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     >>> row["duration"], row["wav"]
     (0.5, '$data_root/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav')
     """
-    missing, rows = [], []
-    for utt in utterances:
-        relative = wav_relative_path(utt)
-        path = os.path.join(data_folder, *relative.split("/"))
-        if not os.path.isfile(path):
-            missing.append(path)
-            continue
-        try:
-            duration = soundfile.info(path).duration
-        except (RuntimeError, soundfile.LibsndfileError) as error:
-            raise RuntimeError(
-                f"Cannot read the header of wav {path}: {error}"
-            ) from error
+    relatives = [wav_relative_path(utt) for utt in utterances]
+    paths = [os.path.join(data_folder, *rel.split("/")) for rel in relatives]
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        listed = "\n  ".join(missing[:max_listed_missing])
+        raise FileNotFoundError(
+            f"{len(missing)} labelled IEMOCAP utterance(s) have no wav under "
+            f"{data_folder}; first expected paths:\n  {listed}"
+        )
+    # Unreadable, empty or truncated wavs: all listed in one AudioError.
+    infos = check_audio_files(paths, max_listed=max_listed_missing)
+    rows = []
+    for utt, relative, info in zip(utterances, relatives, infos, strict=True):
         rows.append(
             {
                 "ID": utt["ID"],
-                "duration": duration,
+                "duration": info.duration,
                 "wav": f"$data_root/{relative}",
                 "emo": utt["emo"],
                 "spk_id": utt["spk_id"],
@@ -471,12 +472,6 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
                 "style": utt["style"],
                 "dialog": utt["dialog"],
             }
-        )
-    if missing:
-        listed = "\n  ".join(missing[:max_listed_missing])
-        raise FileNotFoundError(
-            f"{len(missing)} labelled IEMOCAP utterance(s) have no wav under "
-            f"{data_folder}; first expected paths:\n  {listed}"
         )
     return rows
 

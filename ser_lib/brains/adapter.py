@@ -45,7 +45,16 @@ class AdapterBrain(ProgressBrain):
     Logged per epoch: L, L_rec, L_pce, λ, L_VQ (k-means distortion, eqn 3), prototype
     perplexity, used and dead prototypes, re-seeded prototypes, teacher target
     variance (a collapse shows as the variance and perplexity falling), learning rate.
+
+    Under DDP the student is wrapped, the teacher is not (it has no gradient): every
+    rank applies the same EMA step from the synchronised student, and the k-means
+    statistics of the local attributes are all-reduced, so the three modules stay
+    identical on every rank (checked after every epoch, see ``check_replicas``).
+    L_VQ, perplexity and prototype usage are over all ranks; the losses are rank
+    0's (as SpeechBrain's training loss).
     """
+
+    replicated_modules = ("student", "teacher", "local_attributes")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,17 +62,19 @@ class AdapterBrain(ProgressBrain):
         self.train_stats = None
 
     def on_fit_start(self):
-        """The teacher starts as a copy of the student and never gets gradients.
-
-        The copy is made before the checkpointer recovers, so a resumed run gets the
-        saved teacher instead.
-        """
-        copy_weights_(self.modules.teacher, self.modules.student)
+        """The teacher never gets gradients (so DDP leaves it unwrapped)."""
         self.modules.teacher.requires_grad_(False)
         super().on_fit_start()
 
     def init_optimizers(self):
-        """Only the student is optimised."""
+        """The teacher starts as a copy of the student; only the student is optimised.
+
+        ``sb.Brain.on_fit_start`` calls this after wrapping the student in DDP (which
+        gives every rank rank 0's weights) and before the checkpointer recovers, so
+        the teacher starts identical on every rank and a resumed run gets the saved
+        teacher instead.
+        """
+        copy_weights_(self.modules.teacher, unwrap(self.modules.student))
         self.optimizer = self.opt_class(self.modules.student.parameters())
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
@@ -160,14 +171,26 @@ class AdapterBrain(ProgressBrain):
             for key, (total, count) in sums.items()
         }
 
-    def on_stage_start(self, stage, epoch=None):
-        """Resets the epoch's running sums."""
+    def reset_epoch_state(self, stage):
+        """Resets the stage's running sums."""
         self.stage_sums[stage] = {}
+
+    def epoch_state(self):
+        """The training epoch's running sums, ``{key: [total, count]}``."""
+        sums = self.stage_sums.get(sb.Stage.TRAIN, {})
+        return {key: [total, count] for key, (total, count) in sums.items()}
+
+    def load_epoch_state(self, state):
+        """Restores the training epoch's running sums (mid-epoch resume)."""
+        self.stage_sums[sb.Stage.TRAIN] = {
+            key: (float(total), int(count)) for key, (total, count) in state.items()
+        }
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the epoch's averages and saves a checkpoint."""
         stats = {"loss": stage_loss, **self._averages(stage)}
         if stage == sb.Stage.TRAIN:
+            self.check_replicas()
             self.train_stats = stats
             if self.has_valid_set:
                 return  # logged with the validation stats
@@ -194,7 +217,10 @@ class AdapterBrain(ProgressBrain):
         if not if_main_process():
             return
         os.makedirs(folder, exist_ok=True)
-        for name, filename in EXPORT_FILES.items():
+        # The teacher goes last: its file marks a complete export (the
+        # cross-validation driver skips stage 1 of a fold that has it).
+        for name in sorted(EXPORT_FILES, key=lambda name: name == "teacher"):
+            filename = EXPORT_FILES[name]
             module = unwrap(self.modules[name])
             tmp = os.path.join(folder, filename + ".tmp")
             torch.save(module.state_dict(), tmp)

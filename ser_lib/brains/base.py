@@ -1,23 +1,51 @@
-"""Common ground of the stage-1 and stage-2 Brains: progress-driven schedules."""
+"""Common ground of the stage-1 and stage-2 Brains.
+
+* Progress-driven schedules (the learning rate is set before every batch from how far
+  training has come).
+* Checkpoints that resume exactly: the in-epoch step, the running loss and each
+  Brain's running epoch statistics (:meth:`ProgressBrain.epoch_state`) are saved in
+  every checkpoint, so a run killed after an intra-epoch checkpoint
+  (``ckpt_interval_minutes`` / ``ckpt_interval_steps``) continues mid-epoch with the
+  right averages.
+* Under DDP, a check that every rank holds the same replicated modules
+  (:meth:`ProgressBrain.check_replicas`).
+"""
+
+import hashlib
+import json
 
 import speechbrain as sb
 import torch
+import yaml
+from speechbrain.utils.distributed import is_distributed_initialized
+from speechbrain.utils.logger import get_logger
 from torch.utils.data import DataLoader
 
+logger = get_logger(__name__)
 
+
+@sb.utils.checkpoints.register_checkpoint_hooks
 class ProgressBrain(sb.Brain):
-    """A ``Brain`` that knows how far training has come, for its schedules.
+    """A ``Brain`` that knows how far training has come, and resumes exactly.
 
     Progress is ``(epoch - 1 + step / steps_per_epoch) / number_of_epochs``; the epoch
     counter and the in-epoch step are both restored by the checkpointer, so schedules
     resume exactly. Before every batch the learning rate is set from
     ``hparams.lr_schedule(progress)`` (a cosine schedule in the paper).
 
+    Subclasses keep their running statistics of a stage in :meth:`epoch_state`
+    / :meth:`load_epoch_state` / :meth:`reset_epoch_state`; the training stage's are
+    checkpointed, and a run resumed mid-epoch keeps the restored ones instead of
+    resetting them. ``replicated_modules`` names the modules that must be identical
+    on every DDP rank (:meth:`check_replicas`).
+
     Expects ``hparams.epoch_counter`` and ``hparams.lr_schedule``.
     """
 
     steps_per_epoch = None
     has_valid_set = False
+    current_stage = None
+    replicated_modules = ()
 
     def fit(
         self,
@@ -46,6 +74,82 @@ class ProgressBrain(sb.Brain):
             valid_loader_kwargs=valid_loader_kwargs,
         )
 
+    def on_fit_start(self):
+        """As ``sb.Brain``'s (wrap, optimisers, recovery); reports a mid-epoch resume."""
+        super().on_fit_start()
+        if self.step > 0:
+            logger.info(
+                "Resuming epoch %d at step %d of %d from an intra-epoch checkpoint",
+                self.hparams.epoch_counter.current + 1,
+                self.step,
+                self.steps_per_epoch,
+            )
+
+    # ------------------------------------------------------------ epoch state
+
+    def epoch_state(self):
+        """The running statistics of the current stage, JSON-serialisable.
+
+        Saved in every checkpoint taken during training; the default has none.
+        """
+        return {}
+
+    def load_epoch_state(self, state):
+        """Restores what :meth:`epoch_state` returned (training stage)."""
+        del state
+
+    def reset_epoch_state(self, stage):
+        """Clears the running statistics at the start of ``stage``."""
+        del stage
+
+    def on_stage_start(self, stage, epoch=None):
+        """Resets the stage's statistics, unless a training epoch resumes mid-way.
+
+        ``sb.Brain`` resets ``step`` to 0 after every epoch (and an end-of-epoch
+        checkpoint restores 0), so a positive step here means the checkpointer has
+        just restored an intra-epoch checkpoint with its statistics.
+        """
+        self.current_stage = stage
+        if stage == sb.Stage.TRAIN and self.step > 0:
+            return
+        self.reset_epoch_state(stage)
+
+    @sb.utils.checkpoints.mark_as_saver
+    def _save(self, path):
+        """Saves the in-epoch step, running loss and epoch state (JSON)."""
+        state = {
+            "step": self.step,
+            "avg_train_loss": float(self.avg_train_loss),
+            "optimizer_step": self.optimizer_step,
+            "epoch_state": (
+                self.epoch_state() if self.current_stage == sb.Stage.TRAIN else {}
+            ),
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        """Restores :meth:`_save`'s state; an end-of-epoch checkpoint resumes at step 0.
+
+        Our Brains save their end-of-epoch checkpoint in ``on_stage_end(TRAIN)``
+        when there is no validation set, before ``sb.Brain`` resets the in-epoch
+        step; restoring that step would start the next epoch (and evaluation's
+        running average) as if ``steps_per_epoch`` batches had already run.
+        """
+        with open(path, encoding="utf-8") as f:
+            state = yaml.safe_load(f)  # JSON, or sb.Brain's YAML in older checkpoints
+        self.optimizer_step = state["optimizer_step"]
+        if end_of_epoch:
+            self.step = 0
+            self.avg_train_loss = 0.0
+            return
+        self.step = state["step"]
+        self.avg_train_loss = state["avg_train_loss"]
+        self.load_epoch_state(state.get("epoch_state", {}))
+
+    # ------------------------------------------------------------ schedules
+
     def training_progress(self):
         """Fraction of training done, in [0, 1]."""
         counter = self.hparams.epoch_counter
@@ -63,13 +167,94 @@ class ProgressBrain(sb.Brain):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    # ------------------------------------------------------------ DDP
+
+    def check_replicas(self):
+        """Under DDP, checks that every rank holds the same ``replicated_modules``.
+
+        Gathers a digest of each module's state (:func:`state_digest`) from every
+        rank; all ranks raise if any module differs. Call it on every rank.
+
+        Returns
+        -------
+        dict or None
+            Module name -> digest (hex), or None when not distributed.
+
+        Raises
+        ------
+        RuntimeError
+            Naming the modules whose state differs between ranks.
+        """
+        if not is_distributed_initialized() or not self.replicated_modules:
+            return None
+        digests = {
+            name: state_digest(unwrap(self.modules[name]).state_dict())
+            for name in self.replicated_modules
+        }
+        gathered = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, digests)
+        differing = [
+            name
+            for name in self.replicated_modules
+            if len({rank_digests[name] for rank_digests in gathered}) > 1
+        ]
+        if differing:
+            raise RuntimeError(
+                f"DDP ranks hold different {differing} at epoch "
+                f"{self.hparams.epoch_counter.current}: "
+                + "; ".join(
+                    f"rank {rank}: {rank_digests}"
+                    for rank, rank_digests in enumerate(gathered)
+                )
+            )
+        logger.info(
+            "Replicas identical on %d ranks: %s",
+            len(gathered),
+            " ".join(f"{name}={digest}" for name, digest in digests.items()),
+        )
+        return digests
+
+
+def state_digest(state_dict):
+    """SHA-256 of a state dict: names, dtypes, shapes and values of every tensor.
+
+    Two modules have the same digest exactly when their states are bit-identical.
+
+    Arguments
+    ---------
+    state_dict : dict
+        Name -> tensor (e.g. ``module.state_dict()`` or a loaded ``.ckpt`` file).
+
+    Returns
+    -------
+    str
+        Hex digest.
+
+    Example
+    -------
+    >>> a = torch.nn.Linear(2, 2)
+    >>> b = torch.nn.Linear(2, 2)
+    >>> _ = b.load_state_dict(a.state_dict())
+    >>> state_digest(a.state_dict()) == state_digest(b.state_dict())
+    True
+    >>> with torch.no_grad():
+    ...     _ = b.bias.add_(1e-7)
+    >>> state_digest(a.state_dict()) == state_digest(b.state_dict())
+    False
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
 
 def unwrap(module):
     """The plain module inside a DistributedDataParallel / DataParallel wrapper.
 
     Example
     -------
-    >>> import torch
     >>> lin = torch.nn.Linear(2, 2)
     >>> unwrap(lin) is lin
     True

@@ -37,13 +37,20 @@ class FinetuneBrain(ProgressBrain):
     ``lr_schedule``, ``epoch_counter``, ``train_logger``, ``output_folder``.
 
     Evaluation writes ``predictions.csv`` (one row per utterance with every class
-    probability) and ``metrics.json`` (UA, WA, F1 in percent, confusion matrix).
+    probability) and ``metrics.json`` (UA, WA, F1 in percent, confusion matrix, the
+    training utterances per class and the classes absent from training).
+
+    Under DDP the training scores in the log are over rank 0's share of the data;
+    every rank evaluates the whole validation and test sets and only rank 0 writes.
     """
+
+    replicated_modules = ("backbone", "sap", "classifier")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.train_stats = None
         self.outputs = []
+        self.train_class_counts = None
 
     def on_fit_start(self):
         """Initialises the backbone, then lets the checkpointer recover a run."""
@@ -94,7 +101,9 @@ class FinetuneBrain(ProgressBrain):
         feats, lengths = batch.feats  # [B, T, input_dim], [B] relative
         frame_mask = None
         if stage == sb.Stage.TRAIN and self.hparams.augment_mask_fraction > 0:
-            is_copy = torch.tensor(batch.augment, dtype=torch.bool, device=self.device)
+            is_copy = torch.as_tensor(
+                batch.augment, dtype=torch.bool, device=self.device
+            )
             if bool(is_copy.any()):
                 frame_mask = augmentation_mask(
                     lengths, feats.shape[1], is_copy, self.hparams.augment_mask_fraction
@@ -120,9 +129,28 @@ class FinetuneBrain(ProgressBrain):
         )
         return loss
 
-    def on_stage_start(self, stage, epoch=None):
+    def reset_epoch_state(self, stage):
         """Clears the kept predictions."""
         self.outputs = []
+
+    def epoch_state(self):
+        """The training epoch's predictions so far: ids, true indices, probabilities."""
+        if not self.outputs:
+            return {}
+        ids, targets, probs = self.gather_predictions()
+        return {"ids": ids, "targets": targets.tolist(), "probs": probs.tolist()}
+
+    def load_epoch_state(self, state):
+        """Restores the training epoch's predictions (mid-epoch resume)."""
+        self.outputs = []
+        if state:
+            self.outputs.append(
+                (
+                    list(state["ids"]),
+                    torch.tensor(state["targets"], dtype=torch.long),
+                    torch.tensor(state["probs"], dtype=torch.float32),
+                )
+            )
 
     def gather_predictions(self):
         """The stage's predictions: ids, true indices ``[N]``, probabilities ``[N, C]``."""
@@ -141,6 +169,7 @@ class FinetuneBrain(ProgressBrain):
         """Logs, checkpoints, and writes the evaluation files."""
         stats = self.stage_scores(stage_loss)
         if stage == sb.Stage.TRAIN:
+            self.check_replicas()
             self.train_stats = stats
             if self.has_valid_set:
                 return
@@ -199,6 +228,11 @@ class FinetuneBrain(ProgressBrain):
                 targets, predicted, num_classes=len(classes)
             ).tolist(),
         }
+        if self.train_class_counts is not None:
+            metrics["train_class_counts"] = self.train_class_counts
+            metrics["classes_absent_from_training"] = [
+                label for label, count in self.train_class_counts.items() if count == 0
+            ]
         metrics_path = os.path.join(folder, "metrics.json")
         with open(metrics_path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2)
@@ -219,6 +253,7 @@ class FinetuneBrain(ProgressBrain):
         (a held-out training speaker) exists. The label encoder is saved next to the
         results so the model can be used for inference.
         """
+        self.train_class_counts = datasets["train_class_counts"]
         if if_main_process():
             self.hparams.label_encoder.save(
                 os.path.join(self.hparams.output_folder, "label_encoder.txt")
