@@ -16,4 +16,6 @@ python cross_validate.py \
   --data_folder "$DATA/IEMOCAP_full_release" \
   --output_folder "$OUT" \
   --config hparams/demo.yaml "$@"
-echo "Demo finished in $(( $(date +%s) - START )) s. Results: $OUT/cv_results.md"
+echo "Demo finished in $(( $(date +%s) - START )) s. Results: $OUT/cv_results.md, report: $OUT/report/README.md"
+echo "Classify a wav with fold 1's model:"
+echo "  $ROOT/.venv/bin/ser-predict $OUT/fbank_raw_all/fold1/finetune $DATA/IEMOCAP_full_release/Session1/sentences/wav"

@@ -3,7 +3,7 @@
 
 ::
 
-    python tools/export_model.py results/demo/fbank_all/fold1/finetune models/demo_fold1
+    python tools/export_model.py results/demo/fbank_raw_all/fold1/finetune models/demo_fold1
     ser-predict models/demo_fold1 some.wav
 
 The folder holds the inference hyperparams.yaml, the weights of the checkpoint the
