@@ -116,11 +116,19 @@ def train_main(argv, recipe_dir):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    train_loader_kwargs = hparams["train_dataloader_opts"]
+    if datasets["train_batch_sampler"] is not None:
+        # Length-bucketed batches; the Brain reshuffles them with set_epoch.
+        brain.train_sampler = datasets["train_batch_sampler"]
+        train_loader_kwargs = {
+            "batch_sampler": datasets["train_batch_sampler"],
+            "num_workers": train_loader_kwargs["num_workers"],
+        }
     brain.fit(
         epoch_counter=hparams["epoch_counter"],
         train_set=datasets["train"],
         valid_set=datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
+        train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["test_dataloader_opts"],
     )
     brain.conclude(datasets, hparams["test_dataloader_opts"])

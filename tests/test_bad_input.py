@@ -71,6 +71,8 @@ def fold(tmp_path_factory):
         "input_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 0.0,
+        "batch_size": 8,
+        "num_buckets": 4,
         "seed": 0,
     }
     return {"corpus": corpus, "prep": prep, "cache_dir": cache_dir, "hparams": hparams}

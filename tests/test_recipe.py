@@ -26,6 +26,7 @@ TINY = {
     "num_layers": 2,
     "subset": "all",
     "batch_size": 8,
+    "num_buckets": 0,  # random batches: the tests count steps (bucketing: below)
     "lr": 0.001,
 }
 ADAPTER = {"number_of_epochs": 2, "num_prototypes": 8, "reseed_after": 3}
@@ -163,3 +164,36 @@ def test_cross_validation_runs_resumes_and_aggregates(corpus, tmp_path):
     assert again == results
     cross_validate.main(argv)
     assert metrics.stat().st_mtime_ns == before
+
+
+def test_bucketed_training_batches_cover_the_fold_with_less_padding(fold1):
+    """num_buckets > 0: every training utterance once per epoch, less padding."""
+    from ser_lib.dataio import dataio_prep
+    from ser_lib.features import FeatureCache
+    from ser_lib.sampling import padding_waste
+
+    out = fold1["out"]
+    prep = out / "prepared_all" / "fold1"
+    hparams = {
+        "feature_folder": str(out / "features_fbank"),
+        "classes": ["neu", "hap", "ang", "sad"],
+        "train_csv": str(prep / "train.csv"),
+        "valid_csv": str(prep / "valid.csv"),
+        "test_csv": str(prep / "test.csv"),
+        "input_dim": 160,
+        "max_frames": 1500,
+        "oversample_ratio": 1.0,
+        "batch_size": 4,
+        "num_buckets": 3,
+        "seed": 0,
+    }
+    datasets = dataio_prep(hparams)
+    sampler = datasets["train_batch_sampler"]
+    train = datasets["train"]
+    batches = [list(batch) for batch in sampler]
+    assert sorted(i for batch in batches for i in batch) == list(range(len(train)))
+    cache = FeatureCache(hparams["feature_folder"])
+    lengths = [cache.num_frames(train.data[i]["source_id"]) for i in train.data_ids]
+    random_batches = [list(range(i, i + 4)) for i in range(0, len(train), 4)]
+    assert padding_waste(batches, lengths) < padding_waste(random_batches, lengths)
+    assert dataio_prep({**hparams, "num_buckets": 0})["train_batch_sampler"] is None

@@ -86,7 +86,8 @@ class AdapterBrain(ProgressBrain):
         Returns
         -------
         dict
-            ``z_student``, ``z_teacher`` ``[B, T, 384]``, ``mask`` (masked frames) and
+            ``z_student`` (zero outside the masked frames), ``z_teacher``
+            ``[B, T, 384]``, ``mask`` (masked frames) and
             ``valid`` (non-padded frames), both ``[B, T]`` bool.
         """
         batch = batch.to(self.device)
@@ -96,9 +97,12 @@ class AdapterBrain(ProgressBrain):
         mask = random_frame_mask(
             lengths, max_len, self.hparams.mask_ratio, span=self.hparams.mask_span
         ).to(self.device)
-        z_student = self.modules.student(feats, lengths, frame_mask=mask)
+        # Both losses only read the student at masked frames: compute just those.
+        z_student = self.modules.student(
+            feats, lengths, frame_mask=mask, output_mask=mask
+        )
         teacher = self.modules.teacher.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             z_teacher = teacher(feats, lengths)
         return {
             "z_student": z_student,

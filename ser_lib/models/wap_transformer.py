@@ -18,6 +18,49 @@ from torch import nn
 from ser_lib.models.masking import valid_frames
 
 
+def frame_index(mask):
+    """Positions of the True frames of every row, left-aligned and padded.
+
+    Arguments
+    ---------
+    mask : torch.Tensor
+        Bool [B, T].
+
+    Returns
+    -------
+    index : torch.Tensor
+        Long [B, M] with ``M = max(1, most True frames in a row)``: the positions
+        of each row's True frames in increasing order, then zeros.
+    present : torch.Tensor
+        Bool [B, M], True where ``index`` holds a real position.
+
+    Example
+    -------
+    >>> mask = torch.tensor([[False, True, True], [True, False, False]])
+    >>> index, present = frame_index(mask)
+    >>> index.tolist(), present.tolist()
+    ([[1, 2], [0, 0]], [[True, True], [True, False]])
+    """
+    counts = mask.sum(dim=1)  # [B]
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    # A stable sort of "not selected" puts the selected positions first, in order.
+    order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :width]
+    present = torch.arange(width, device=mask.device) < counts.unsqueeze(1)
+    return order * present, present
+
+
+def gather_frames(x, index):
+    """Frames ``x[b, index[b, m]]`` of every row: [B, T, C] -> [B, M, C].
+
+    Example
+    -------
+    >>> x = torch.arange(6.0).view(1, 3, 2)
+    >>> gather_frames(x, torch.tensor([[2, 0]])).tolist()
+    [[[4.0, 5.0], [0.0, 1.0]]]
+    """
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
 class TransformerBlock(nn.Module):
     """Pre-LN transformer block with a key-padding mask.
 
@@ -70,7 +113,7 @@ class TransformerBlock(nn.Module):
             nn.Dropout(dropout),
         )
 
-    def attention(self, x, key_mask=None):
+    def attention(self, x, key_mask=None, query_index=None):
         """Multi-head self-attention of an already normalised input.
 
         Arguments
@@ -79,11 +122,14 @@ class TransformerBlock(nn.Module):
             Input [B, T, d_model].
         key_mask : torch.Tensor, optional
             Bool [B, T], True for keys that take part (valid frames).
+        query_index : torch.Tensor, optional
+            Long [B, M]: only these frames are queries (see :meth:`forward`).
 
         Returns
         -------
         torch.Tensor
-            Attention output after the output projection, [B, T, d_model].
+            Attention output after the output projection, [B, T, d_model]
+            ([B, M, d_model] with ``query_index``).
 
         Example
         -------
@@ -93,8 +139,17 @@ class TransformerBlock(nn.Module):
         """
         batch, time, width = x.shape
         head_dim = width // self.nhead
-        qkv = self.qkv(x).view(batch, time, 3, self.nhead, head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, T, head_dim]
+        if query_index is None:
+            qkv = self.qkv(x).view(batch, time, 3, self.nhead, head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, T, head_dim]
+        else:
+            # Keys and values of every frame, queries of the selected ones only.
+            w_q, w_kv = self.qkv.weight.split([width, 2 * width])
+            b_q, b_kv = self.qkv.bias.split([width, 2 * width])
+            kv = F.linear(x, w_kv, b_kv).view(batch, time, 2, self.nhead, head_dim)
+            k, v = kv.permute(2, 0, 3, 1, 4)  # each [B, H, T, head_dim]
+            q = F.linear(gather_frames(x, query_index), w_q, b_q)
+            q = q.view(batch, -1, self.nhead, head_dim).transpose(1, 2)  # [B, H, M, hd]
         attn_mask = None
         if key_mask is not None:
             attn_mask = key_mask[:, None, None, :]  # [B, 1, 1, T], True = attend
@@ -105,10 +160,10 @@ class TransformerBlock(nn.Module):
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
         )
-        out = out.transpose(1, 2).reshape(batch, time, width)
+        out = out.transpose(1, 2).reshape(batch, q.shape[2], width)
         return self.proj_drop(self.proj(out))
 
-    def forward(self, x, key_mask=None):
+    def forward(self, x, key_mask=None, query_index=None):
         """Applies the block.
 
         Arguments
@@ -118,13 +173,31 @@ class TransformerBlock(nn.Module):
         key_mask : torch.Tensor, optional
             Bool [B, T], True for valid frames. Every row needs at least one
             True entry (rows without valid keys give NaN).
+        query_index : torch.Tensor, optional
+            Long [B, M] frame positions (:func:`frame_index`): only the outputs
+            of these frames are computed (every frame is still a key), which
+            saves the query, projection and MLP work of the others.
 
         Returns
         -------
         torch.Tensor
-            Output [B, T, d_model].
+            Output [B, T, d_model], or [B, M, d_model] with ``query_index``
+            (equal to the full output at those frames).
+
+        Example
+        -------
+        >>> block = TransformerBlock(d_model=8, nhead=2).eval()
+        >>> x = torch.randn(1, 4, 8)
+        >>> part = block(x, query_index=torch.tensor([[3, 1]]))
+        >>> torch.allclose(part, block(x)[:, [3, 1]], atol=1e-6)
+        True
         """
-        x = x + self.attention(self.norm1(x), key_mask)
+        if query_index is None:
+            x = x + self.attention(self.norm1(x), key_mask)
+        else:
+            x = gather_frames(x, query_index) + self.attention(
+                self.norm1(x), key_mask, query_index
+            )
         return x + self.mlp(self.norm2(x))
 
 
@@ -176,6 +249,10 @@ class WAPTransformer(nn.Module):
     ``X^0 = PatchEmbed(x) (or e_[M] on masked frames) + E_pos``;
     ``X^l = Block_l(X^{l-1})``; ``Z = sum_l softmax(w)_l X^l``; output
     ``MLP(Z)``, zeroed on padded frames.
+
+    When only some frames' outputs are needed (stage 1's student: its losses
+    read the masked frames only), ``output_mask`` skips the frame-wise work of
+    the others in the last block and the aggregation MLP.
 
     Padded frames never influence valid ones (key-padding masks, frame-wise
     layers), so an utterance gives the same outputs alone or padded in a batch.
@@ -231,6 +308,10 @@ class WAPTransformer(nn.Module):
         init_std=0.02,
     ):
         super().__init__()
+        if num_layers < 1:
+            raise ValueError(
+                f"WAPTransformer: num_layers must be >= 1, got {num_layers}"
+            )
         self.input_dim = input_dim
         self.d_model = d_model
         self.max_frames = max_frames
@@ -355,7 +436,7 @@ class WAPTransformer(nn.Module):
             pos[rows, :length] = table.unsqueeze(0).expand(rows.shape[0], -1, -1)
         return pos
 
-    def forward(self, x, lengths=None, frame_mask=None):
+    def forward(self, x, lengths=None, frame_mask=None, output_mask=None):
         """Computes frame-level representations.
 
         Arguments
@@ -367,11 +448,27 @@ class WAPTransformer(nn.Module):
         frame_mask : torch.Tensor, optional
             Bool [B, T]; True frames have their patch embedding replaced by
             ``mask_embedding``.
+        output_mask : torch.Tensor, optional
+            Bool [B, T]; when given, only these (valid) frames' outputs are
+            computed and every other frame's output is zero. The outputs of the
+            selected frames equal those of a full forward.
 
         Returns
         -------
         torch.Tensor
-            [B, T, d_model], zero on padded frames.
+            [B, T, d_model], zero on padded frames (and outside
+            ``output_mask``).
+
+        Example
+        -------
+        >>> model = WAPTransformer(input_dim=8, d_model=8, num_layers=2, nhead=2,
+        ...                        max_frames=10).eval()
+        >>> x, lengths = torch.randn(2, 6, 8), torch.tensor([1.0, 0.5])
+        >>> keep = torch.zeros(2, 6, dtype=torch.bool)
+        >>> keep[0, [1, 4]] = keep[1, 2] = True
+        >>> part, full = model(x, lengths, output_mask=keep), model(x, lengths)
+        >>> torch.allclose(part[keep], full[keep], atol=1e-6), bool(part[~keep].any())
+        (True, False)
         """
         if x.dim() != 3 or x.shape[-1] != self.input_dim:
             raise ValueError(
@@ -403,9 +500,30 @@ class WAPTransformer(nn.Module):
         # attend everywhere (their output is zeroed below anyway).
         key_mask = valid | (n_valid == 0).unsqueeze(1)
         weights = torch.softmax(self.layer_weights, dim=0)
-        z = torch.zeros_like(h)
-        for weight, block in zip(weights, self.blocks, strict=True):
-            h = block(h, key_mask)
-            z = z + weight * h
+        query_index = None
+        if output_mask is not None:
+            if output_mask.shape != (batch, time):
+                raise ValueError(
+                    f"WAPTransformer: output_mask must have shape {(batch, time)}, "
+                    f"got {tuple(output_mask.shape)}"
+                )
+            query_index, present = frame_index(
+                output_mask.to(device=x.device, dtype=torch.bool) & valid
+            )
+        z = None
+        last = len(self.blocks) - 1
+        for layer, (weight, block) in enumerate(zip(weights, self.blocks, strict=True)):
+            if layer == last and query_index is not None:
+                h = block(h, key_mask, query_index)  # [B, M, d_model]
+                z = None if z is None else gather_frames(z, query_index)
+            else:
+                h = block(h, key_mask)
+            # z + w * h in one pass over the activations (no zero-filled start).
+            z = weight * h if z is None else torch.addcmul(z, weight, h)
         out = self.aggregator(z)
-        return out * valid.unsqueeze(-1).to(out.dtype)
+        if query_index is None:
+            return out * valid.unsqueeze(-1).to(out.dtype)
+        out = out * present.unsqueeze(-1).to(out.dtype)  # [B, M, d_model]
+        full = out.new_zeros(batch, time, out.shape[-1])
+        # Absent slots hold zeros and point at frame 0: adding them changes nothing.
+        return full.scatter_add(1, query_index.unsqueeze(-1).expand_as(out), out)
