@@ -30,7 +30,6 @@ Authors
 """
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -43,7 +42,9 @@ from ser_lib.cross_validation import (
     aggregate_folds,
     cross_validate,
     fold_folders,
+    load_recipe_hparams,
     read_cv_config,
+    recipe_context,
     results_table,
     write_results,
 )
@@ -57,70 +58,6 @@ logger = get_logger(__name__)
 
 RUN_HPARAMS_FILE = "hyperparams.yaml"
 """The resolved hparams that ``train.py`` saves in every run folder."""
-
-
-@contextlib.contextmanager
-def recipe_context(recipe_dir):
-    """Runs the body inside ``recipe_dir`` with it importable, as ``train.py`` does.
-
-    Relative paths of a recipe's YAML are relative to its folder, and its prepare
-    script is imported by name (``!name:cremad_prepare.prepare_cremad``).
-
-    Arguments
-    ---------
-    recipe_dir : str
-        The recipe folder.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = os.path.realpath(tempfile.mkdtemp())
-    >>> with recipe_context(folder):
-    ...     os.getcwd() == folder, sys.path[0] == folder
-    (True, True)
-    >>> folder in sys.path
-    False
-    """
-    recipe_dir = os.path.abspath(recipe_dir)
-    cwd = os.getcwd()
-    sys.path.insert(0, recipe_dir)
-    try:
-        os.chdir(recipe_dir)
-        yield
-    finally:
-        os.chdir(cwd)
-        sys.path.remove(recipe_dir)
-
-
-def load_recipe_hparams(recipe_dir, hparams_file, overrides=None):
-    """Loads a recipe's YAML with overrides, as ``train.py`` would in ``recipe_dir``.
-
-    Arguments
-    ---------
-    recipe_dir : str
-        The recipe folder.
-    hparams_file : str
-        The YAML, relative to ``recipe_dir`` (or absolute).
-    overrides : dict, optional
-        Overrides (e.g. ``data_folder``, ``output_root``).
-
-    Returns
-    -------
-    dict
-        The loaded hparams.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> with open(os.path.join(folder, "stage.yaml"), "w") as f:
-    ...     _ = f.write("output_root: out\\nprep_folder: !ref <output_root>/prepared\\n")
-    >>> load_recipe_hparams(folder, "stage.yaml", {"output_root": "/tmp/x"})["prep_folder"]
-    '/tmp/x/prepared'
-    """
-    with recipe_context(recipe_dir):
-        with open(hparams_file, encoding="utf-8") as fin:
-            return load_hyperpyyaml(fin, yaml.safe_dump(overrides or {}))
 
 
 def check_shared_classes(model_classes, rows, csv_path):

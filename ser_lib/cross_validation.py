@@ -8,6 +8,7 @@ finished folds, and ``train.py`` resumes unfinished ones from their checkpoints.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +43,70 @@ def overrides_to_args(overrides):
     return args
 
 
+@contextlib.contextmanager
+def recipe_context(recipe_dir):
+    """Runs the body inside ``recipe_dir`` with it importable, as ``train.py`` does.
+
+    Relative paths of a recipe's YAML are relative to its folder, and its prepare
+    script is imported by name (``!name:cremad_prepare.prepare_cremad``).
+
+    Arguments
+    ---------
+    recipe_dir : str
+        The recipe folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = os.path.realpath(tempfile.mkdtemp())
+    >>> with recipe_context(folder):
+    ...     os.getcwd() == folder, sys.path[0] == folder
+    (True, True)
+    >>> folder in sys.path
+    False
+    """
+    recipe_dir = os.path.abspath(recipe_dir)
+    cwd = os.getcwd()
+    sys.path.insert(0, recipe_dir)
+    try:
+        os.chdir(recipe_dir)
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(recipe_dir)
+
+
+def load_recipe_hparams(recipe_dir, hparams_file, overrides=None):
+    """Loads a recipe's YAML with overrides, as ``train.py`` would in ``recipe_dir``.
+
+    Arguments
+    ---------
+    recipe_dir : str
+        The recipe folder.
+    hparams_file : str
+        The YAML, relative to ``recipe_dir`` (or absolute).
+    overrides : dict, optional
+        Overrides (e.g. ``data_folder``, ``output_root``).
+
+    Returns
+    -------
+    dict
+        The loaded hparams.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "stage.yaml"), "w") as f:
+    ...     _ = f.write("output_root: out\\nprep_folder: !ref <output_root>/prepared\\n")
+    >>> load_recipe_hparams(folder, "stage.yaml", {"output_root": "/tmp/x"})["prep_folder"]
+    '/tmp/x/prepared'
+    """
+    with recipe_context(recipe_dir):
+        with open(hparams_file, encoding="utf-8") as fin:
+            return load_hyperpyyaml(fin, yaml.safe_dump(overrides or {}))
+
+
 def fold_folders(hparams_file, overrides, recipe_dir):
     """Reads ``output_folder`` and ``adapter_folder`` the YAML gives for a fold.
 
@@ -59,19 +124,11 @@ def fold_folders(hparams_file, overrides, recipe_dir):
     dict
         ``output_folder`` and ``adapter_folder`` as absolute paths.
     """
-    cwd = os.getcwd()
-    sys.path.insert(0, recipe_dir)  # the YAML names the recipe's prepare function
-    try:
-        os.chdir(recipe_dir)
-        with open(hparams_file, encoding="utf-8") as fin:
-            hparams = load_hyperpyyaml(fin, yaml.safe_dump(overrides))
-        return {
-            "output_folder": os.path.abspath(hparams["output_folder"]),
-            "adapter_folder": os.path.abspath(hparams["adapter_folder"]),
-        }
-    finally:
-        os.chdir(cwd)
-        sys.path.remove(recipe_dir)
+    hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
+    return {
+        "output_folder": os.path.abspath(hparams["output_folder"]),
+        "adapter_folder": os.path.abspath(hparams["adapter_folder"]),
+    }
 
 
 def aggregate_folds(fold_metrics):
