@@ -18,9 +18,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lib.benchmark.config import TINY_HUBERT_LAYOUT
-
-TINY_HUBERT_SETTINGS = TINY_HUBERT_LAYOUT
+TINY_HUBERT_SETTINGS = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    # Three small convolutions with a total stride of 320 samples: 50 Hz at 16 kHz.
+    conv_dim=(8, 8, 8),
+    conv_kernel=(10, 8, 4),
+    conv_stride=(5, 8, 8),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
 """Settings of the tiny HuBERT test models (frame rate 50 Hz, 32-d, 3 hidden states)."""
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from ser_lib.benchmark.config import SIZES
-from ser_lib.benchmark.figures import REQUIRED_FIGURES, figure
-from ser_lib.benchmark.measure import count_flops
-from ser_lib.benchmark.report import JSON_FILE, MD_FILE
-from ser_lib.benchmark.synthetic import iemocap_like_durations
-from ser_lib.benchmark.tasks import TASKS
-from ser_lib.benchmark.worker import run_in_subprocess
+from benchmarks.config import SIZES
+from benchmarks.figures import REQUIRED_FIGURES, figure
+from benchmarks.measure import count_flops
+from benchmarks.report import JSON_FILE, MD_FILE
+from benchmarks.synthetic import iemocap_like_durations
+from benchmarks.tasks import TASKS
+from benchmarks.worker import run_in_subprocess
 from ser_lib.models import WAPTransformer
 from ser_lib.sampling import (
     bucketed_batch_sampler,

@@ -22,9 +22,9 @@ from pathlib import Path
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_lib.benchmark.config import SIZES  # noqa: E402
-from ser_lib.benchmark.report import write_report  # noqa: E402
-from ser_lib.benchmark.suite import run_benchmark  # noqa: E402
+from benchmarks.config import SIZES  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
+from benchmarks.suite import run_benchmark  # noqa: E402
 
 
 def build_parser():
@@ -59,7 +59,7 @@ def main(argv=None):
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("speechbrain"):  # SpeechBrain sets INFO on its loggers
             logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("ser_lib.benchmark").setLevel(logging.INFO)
+    logging.getLogger("benchmarks").setLevel(logging.INFO)
     command = "python tools/benchmark.py --size " + args.size
     if args.in_process:
         command += " --in_process"

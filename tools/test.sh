@@ -5,6 +5,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup_env.sh"
 cd "$ROOT"
-ruff check ser_lib recipes tools tests
-ruff format --check ser_lib recipes tools tests
-python -m pytest --doctest-modules ser_lib tests -q "$@"
+ruff check ser_lib recipes tools tests benchmarks
+ruff format --check ser_lib recipes tools tests benchmarks
+python -m pytest --doctest-modules ser_lib benchmarks tests -q "$@"

@@ -8,14 +8,14 @@ import json
 import os
 from pathlib import Path
 
-from ser_lib.benchmark.config import HUBERT_LARGE, BenchmarkSize
-from ser_lib.benchmark.figures import (
+from benchmarks.config import HUBERT_LARGE, BenchmarkSize
+from benchmarks.figures import (
     REQUIRED_FIGURES,
     STEP_CONFIGS,
     derive,
     figure,
 )
-from ser_lib.benchmark.suite import TARGETS
+from benchmarks.suite import TARGETS
 
 MD_FILE = "BENCHMARKS.md"
 JSON_FILE = "benchmarks.json"
@@ -137,30 +137,136 @@ def _loads(values):
     return "unknown" if not values else ", ".join(f"{v:.2f}" for v in values)
 
 
-def _targets_section(derived):
+def render_section(title, *blocks):
+    """A report section: its title, then paragraphs and tables, blank-line separated.
+
+    Arguments
+    ---------
+    title : str
+        The heading (without ``##``).
+    *blocks : str or tuple
+        A paragraph, or a table as ``(header, rows)``.
+
+    Returns
+    -------
+    list of str
+        The lines.
+
+    Example
+    -------
+    >>> print("\\n".join(render_section("x", "Text.", (["a"], [[1]]))))
+    ## x
+    <BLANKLINE>
+    Text.
+    <BLANKLINE>
+    | a |
+    |---|
+    | 1 |
+    <BLANKLINE>
+    """
+    out = ["## " + title, ""]
+    for block in blocks:
+        out += [block if isinstance(block, str) else table(*block), ""]
+    return out
+
+
+def _yes(holds):
+    return "yes" if holds else "**no**"
+
+
+def _same_batch_sentence(ratios, subject, than="than with"):
+    """The side-by-side speed-ups of stages 1 and 2 (sections a and the closing note)."""
+    return (
+        f"{subject} **{fmt(ratios['stage1_vs_encoder_loop'])}x** faster {than} the "
+        "frozen encoder in the loop and "
+        f"**{fmt(ratios['stage1_vs_full_finetune'])}x** faster than full "
+        f"fine-tuning ({fmt(ratios['tuned_stage1_vs_encoder_loop'])}x and "
+        f"{fmt(ratios['tuned_stage1_vs_full_finetune'])}x with the levers); stage 2 "
+        f"{fmt(ratios['stage2_vs_encoder_loop'])}x and "
+        f"{fmt(ratios['stage2_vs_full_finetune'])}x."
+    )
+
+
+def _own_batch_ratios(ratios):
+    """Stage 1 against the others, each at its own batch: 'Ax and Bx faster (...)'."""
+    return (
+        f"{fmt(ratios['stage1_vs_encoder_loop_paper_batch'])}x and "
+        f"{fmt(ratios['stage1_vs_full_finetune_paper_batch'])}x faster"
+        f"{{per_epoch}} ({fmt(ratios['tuned_stage1_vs_encoder_loop_paper_batch'])}x "
+        f"and {fmt(ratios['tuned_stage1_vs_full_finetune_paper_batch'])}x with the "
+        "levers)."
+    )
+
+
+LEVERS = (
+    (
+        "student forward + backward",
+        "student_all_frames",
+        "student_masked_frames",
+        "outputs of the masked frames only (`output_mask`)",
+        "the student's outputs at the masked frames only (`output_mask`)",
+    ),
+    (
+        "teacher forward",
+        "teacher_no_grad",
+        "teacher_inference_mode",
+        "under `torch.inference_mode()`",
+        "the teacher under `inference_mode`",
+    ),
+    (
+        "EMA update",
+        "ema_per_tensor",
+        "ema_foreach",
+        "one `torch._foreach_lerp_`",
+        "a foreach EMA",
+    ),
+    ("Adam step", "adam_single_tensor", None, None, "fused or foreach Adam"),
+)
+"""Parts of the stage-1 step with a faster form: label, timing now, faster timing
+(None: the faster Adam), that form, its name in the closing note."""
+
+
+def _lever_savings(levers):
+    """Per lever: (label, seconds as now, seconds in the faster form, form, name)."""
+    adam_best = min(("adam_foreach", "adam_fused"), key=lambda k: levers[k])
+    rows = []
+    for label, now, faster, form, name in LEVERS:
+        if faster is None:
+            faster, form = adam_best, "`" + adam_best.replace("adam_", "") + "=True`"
+        rows.append((label, levers[now], levers[faster], form, name))
+    rows.append(
+        (
+            "k-means update (assigns again)",
+            levers["kmeans_update"],
+            levers["kmeans_update"] - levers["kmeans_assign"],
+            "reuse the pseudo-label assignment",
+            "reusing the pseudo-label assignment in the k-means update",
+        )
+    )
+    return rows
+
+
+def _targets_section(results, derived):
     """The targets, now and with the speed levers."""
     rows = [
         [
             t["name"],
             f"{t['comparison']} {t['target']}",
             fmt(t["now"]),
-            "yes" if t["holds_now"] else "**no**",
+            _yes(t["holds_now"]),
             fmt(t["with_levers"]),
-            "yes" if t["holds_with_levers"] else "**no**",
+            _yes(t["holds_with_levers"]),
         ]
         for t in derived["targets"]
     ]
-    return [
-        "## Targets",
-        "",
+    return render_section(
+        "Targets",
         '"Now" is `AdapterBrain` (the student computes its outputs at the masked '
         "frames only) with PyTorch's default Adam and random batches; \"with the "
         'levers" uses the fused Adam and the length-bucketed batches that the '
         "recipes' YAML files now set (`fused: True`, `num_buckets`).",
-        "",
-        table(["Target", "Required", "Now", "Holds", "With the levers", "Holds"], rows),
-        "",
-    ]
+        (["Target", "Required", "Now", "Holds", "With the levers", "Holds"], rows),
+    )
 
 
 def _steps_section(results, derived):
@@ -169,24 +275,30 @@ def _steps_section(results, derived):
     steps, ratios = derived["steps"], derived["ratios"]
     eff = derived["efficiency"]
     frames = results["tasks"]["extraction"]["step_frames"]
-    rows = []
-    for name, _ in STEP_CONFIGS:
-        step = steps[name]
-        rows.append(
-            [
-                step["label"],
-                fmt(step["seconds"]),
-                fmt(step["ratio_to_stage1"]),
-                fmt(step["epoch_seconds"] / 60),
-                fmt(step["peak_mib"]),
-                fmt(step["flops"] / 1e9) if step["flops"] else "–",
-                fmt(step["trainable_params"]),
-            ]
-        )
-    return [
-        "## a. Training steps and epochs: cached features, encoder in the loop, "
+    rows = [
+        [
+            steps[name]["label"],
+            fmt(steps[name]["seconds"]),
+            fmt(steps[name]["ratio_to_stage1"]),
+            fmt(steps[name]["epoch_seconds"] / 60),
+            fmt(steps[name]["peak_mib"]),
+            fmt(steps[name]["flops"] / 1e9) if steps[name]["flops"] else "–",
+            fmt(steps[name]["trainable_params"]),
+        ]
+        for name, _ in STEP_CONFIGS
+    ]
+    header = [
+        "Configuration",
+        "Step (s)",
+        "x stage 1",
+        "Epoch (min)",
+        "Peak memory (MiB)",
+        "GFLOP / step",
+        "Trainable params",
+    ]
+    return render_section(
+        "a. Training steps and epochs: cached features, encoder in the loop, "
         "full fine-tuning",
-        "",
         f"One batch for every configuration: {size.step_utterances} utterances x "
         f"{size.step_seconds:g} s ({frames} frames each, no padding). The epoch "
         "column extrapolates to a training fold of the IEMOCAP-like corpus (4/5 of "
@@ -195,28 +307,9 @@ def _steps_section(results, derived):
         "derived stage-2 row is the measured encoder forward of the stage-1 loop "
         "plus the cached stage-2 step. Memory: "
         f"{_memory_label(results)}, MiB.",
-        "",
-        table(
-            [
-                "Configuration",
-                "Step (s)",
-                "x stage 1",
-                "Epoch (min)",
-                "Peak memory (MiB)",
-                "GFLOP / step",
-                "Trainable params",
-            ],
-            rows,
-        ),
-        "",
-        "On this batch, stage 1 on cached features is "
-        f"**{fmt(ratios['stage1_vs_encoder_loop'])}x** faster than with the frozen "
-        "encoder in the loop and "
-        f"**{fmt(ratios['stage1_vs_full_finetune'])}x** faster than full "
-        f"fine-tuning ({fmt(ratios['tuned_stage1_vs_encoder_loop'])}x and "
-        f"{fmt(ratios['tuned_stage1_vs_full_finetune'])}x with the levers); stage 2 "
-        f"{fmt(ratios['stage2_vs_encoder_loop'])}x and "
-        f"{fmt(ratios['stage2_vs_full_finetune'])}x. In FLOPs the encoder-in-the-"
+        (header, rows),
+        _same_batch_sentence(ratios, "On this batch, stage 1 on cached features is")
+        + " In FLOPs the encoder-in-the-"
         f"loop step is {fmt(ratios['flops_encoder_loop_vs_stage1'])}x a cached "
         "stage-1 step and full fine-tuning "
         f"{fmt(ratios['flops_full_finetune_vs_stage1'])}x (the levers cut stage 1 "
@@ -224,78 +317,57 @@ def _steps_section(results, derived):
         "forward is "
         f"{percent(ratios['encoder_forward_share_of_loop_step'])} of the "
         "encoder-in-the-loop step.",
-        "",
         "With each way of training at its own batch (cached stages at the paper's "
         f"{eff['batch_utterances']} utterances, measured in e; the encoder in the "
         "loop as its encoder forward per frame plus that; full fine-tuning at the "
         "batch above, as SpeechBrain's recipe keeps it small), stage 1 on cached "
-        "features is "
-        f"{fmt(ratios['stage1_vs_encoder_loop_paper_batch'])}x and "
-        f"{fmt(ratios['stage1_vs_full_finetune_paper_batch'])}x faster per epoch "
-        f"({fmt(ratios['tuned_stage1_vs_encoder_loop_paper_batch'])}x and "
-        f"{fmt(ratios['tuned_stage1_vs_full_finetune_paper_batch'])}x with the "
-        "levers).",
-        "",
-    ]
+        "features is " + _own_batch_ratios(ratios).format(per_epoch=" per epoch"),
+    )
 
 
 def _extraction_section(results, derived):
     """b. Feature-extraction throughput."""
     size = BenchmarkSize(**results["size"])
     ext = derived["extraction"]
-    return [
-        "## b. Feature extraction throughput",
-        "",
-        table(
-            ["Utterances", "Audio (s)", "Wall (s)", "Audio s / s", "IEMOCAP-size (h)"],
-            [
-                [
-                    ext["utterances"],
-                    fmt(ext["audio_seconds"]),
-                    fmt(ext["seconds"]),
-                    fmt(ext["audio_seconds_per_second"]),
-                    fmt(ext["corpus_hours"]),
-                ]
-            ],
-        ),
-        "",
+    header = ["Utterances", "Audio (s)", "Wall (s)", "Audio s / s", "IEMOCAP-size (h)"]
+    row = [ext["utterances"]] + [
+        fmt(ext[key])
+        for key in ("audio_seconds", "seconds", "audio_seconds_per_second")
+    ]
+    return render_section(
+        "b. Feature extraction throughput",
+        (header, [row + [fmt(ext["corpus_hours"])]]),
         "`run_feature_extraction` end to end (read the wav, encode, write float16 "
         "`.npy`) with length-sorted batches of at most "
         f"{size.extraction_batch_seconds:g} s of padded audio, on IEMOCAP-like "
         f"durations clipped to {size.extraction_max_seconds:g} s. The last column "
         "extrapolates to the whole IEMOCAP-like corpus; extraction runs once, then "
         "every epoch reads the cache.",
-        "",
-    ]
+    )
 
 
-def _params_section(derived):
+PARAM_ROWS = (
+    ("WAP-Transformer adapter (stage 1)", "adapter"),
+    ("Adapter + SAP + classifier (stage 2)", "adapter_sap_classifier"),
+    ("Encoder (frozen)", "encoder"),
+    (
+        "Full fine-tuning (encoder without its CNN, + stage-2 head)",
+        "full_finetune_trainable",
+    ),
+)
+"""The rows of section c: label, key of ``derived["params"]``."""
+
+
+def _params_section(results, derived):
     """c. Trainable parameters."""
     params = derived["params"]
-    return [
-        "## c. Trainable parameters",
-        "",
-        table(
-            ["Module", "Parameters"],
-            [
-                ["WAP-Transformer adapter (stage 1)", fmt(params["adapter"])],
-                [
-                    "Adapter + SAP + classifier (stage 2)",
-                    fmt(params["adapter_sap_classifier"]),
-                ],
-                ["Encoder (frozen)", fmt(params["encoder"])],
-                [
-                    "Full fine-tuning (encoder without its CNN, + stage-2 head)",
-                    fmt(params["full_finetune_trainable"]),
-                ],
-            ],
-        ),
-        "",
+    return render_section(
+        "c. Trainable parameters",
+        (["Module", "Parameters"], [[lab, fmt(params[k])] for lab, k in PARAM_ROWS]),
         f"The trained part has {fmt(params['adapter_share_percent'])} % of the "
         "encoder's parameters (encoder / trained = "
         f"{fmt(params['encoder_over_adapter'])}).",
-        "",
-    ]
+    )
 
 
 def _padding_section(results, derived):
@@ -312,41 +384,34 @@ def _padding_section(results, derived):
         ]
         for row in derived["padding"]["rows"]
     ]
-    return [
-        "## d. Padding waste",
-        "",
+    header = [
+        "Batching",
+        "Buckets",
+        "Batches",
+        "Mean utt. / batch",
+        "Max utt. / batch",
+        "Padding waste",
+    ]
+    return render_section(
+        "d. Padding waste",
         f"IEMOCAP-like corpus: {size.corpus_utterances} log-normal durations (mean "
         f"{size.mean_seconds:g} s, sigma {size.duration_sigma:g}, longest "
         f"{size.max_seconds:g} s), cropped to {size.max_frames} frames as in "
         f"training. Random batches hold {size.batch_utterances} utterances; "
         f"bucketed ones a budget of {size.batch_utterances} mean-length "
         "utterances. Waste = padded frames / all frames of the padded batches.",
-        "",
-        table(
-            [
-                "Batching",
-                "Buckets",
-                "Batches",
-                "Mean utt. / batch",
-                "Max utt. / batch",
-                "Padding waste",
-            ],
-            rows,
-        ),
-        "",
+        (header, rows),
         "`bucketed` is `ser_lib.sampling.bucketed_batch_sampler`: SpeechBrain's "
         "`DynamicBatchSampler` with equal-count bucket boundaries. "
         "`speechbrain_warped` is the same sampler with its own `num_buckets` "
         "boundaries, which lie on a log-normal grid up to the whole batch budget, "
         "so that nearly every utterance falls into the first buckets.",
-        "",
-    ]
+    )
 
 
-def _efficiency_section(derived):
+def _efficiency_section(results, derived):
     """e. FLOP/s against the matmul peak, and the levers."""
     eff = derived["efficiency"]
-    levers = eff["levers"]
     batch = f"{eff['batch_utterances']} x {eff['frames_per_utterance']}"
     size = eff["matmul_size"]
     rows = [
@@ -375,45 +440,13 @@ def _efficiency_section(derived):
                 percent(entry["fraction_of_peak"]),
             ]
         )
-    adam_best = min(("adam_foreach", "adam_fused"), key=lambda k: levers[k])
-    pairs = (
-        (
-            "student forward + backward",
-            "student_all_frames",
-            "student_masked_frames",
-            "outputs of the masked frames only (`output_mask`)",
-        ),
-        (
-            "teacher forward",
-            "teacher_no_grad",
-            "teacher_inference_mode",
-            "under `torch.inference_mode()`",
-        ),
-        ("EMA update", "ema_per_tensor", "ema_foreach", "one `torch._foreach_lerp_`"),
-        (
-            "Adam step",
-            "adam_single_tensor",
-            adam_best,
-            "`" + adam_best.replace("adam_", "") + "=True`",
-        ),
-    )
     lever_rows = [
-        [label, fmt(1e3 * levers[now]), fmt(1e3 * levers[faster]), form]
-        for label, now, faster, form in pairs
+        [label, fmt(1e3 * now), fmt(1e3 * faster), form]
+        for label, now, faster, form, _ in _lever_savings(eff["levers"])
     ]
-    lever_rows.append(
-        [
-            "k-means update (assigns again)",
-            fmt(1e3 * levers["kmeans_update"]),
-            fmt(1e3 * (levers["kmeans_update"] - levers["kmeans_assign"])),
-            "reuse the pseudo-label assignment",
-        ]
-    )
-    return [
-        "## e. Achieved FLOP/s of a training step against the matmul peak",
-        "",
-        table(["Step", "Batch", "GFLOP", "Step (s)", "GFLOP/s", "Share of peak"], rows),
-        "",
+    return render_section(
+        "e. Achieved FLOP/s of a training step against the matmul peak",
+        (["Step", "Batch", "GFLOP", "Step (s)", "GFLOP/s", "Share of peak"], rows),
         "FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` "
         "(matrix products, convolutions and attention; element-wise work is not "
         "counted), the matmul peak in the same process, dtype and threads, the "
@@ -422,33 +455,31 @@ def _efficiency_section(derived):
         f"min for stage 1 ({fmt(eff['stage1_tuned']['epoch_seconds'] / 60)} with "
         f"the levers) and {fmt(eff['stage2']['epoch_seconds'] / 60)} min for "
         "stage 2.",
-        "",
         "Parts of the stage-1 step that have a faster form, timed on the same "
         "batch (interleaved):",
-        "",
-        table(["Part", "As now (ms)", "Faster (ms)", "Faster form"], lever_rows),
-        "",
-    ]
+        (["Part", "As now (ms)", "Faster (ms)", "Faster form"], lever_rows),
+    )
+
+
+SCALING_COLUMNS = (
+    ("Corpus", lambda row: f"{row['factor']}x"),
+    ("Utterances", lambda row: row["utterances"]),
+    ("Frames", lambda row: fmt(row["valid_frames"])),
+    ("Cache (MiB)", lambda row: fmt(row["cache_mib"])),
+    ("Steps", lambda row: row["steps"]),
+    ("Padding", lambda row: percent(row["padding_waste"])),
+    ("Epoch (s)", lambda row: fmt(row["epoch_seconds"])),
+    ("ms / padded frame", lambda row: fmt(row["ms_per_padded_frame"])),
+    ("Peak memory (MiB)", lambda row: fmt(row["peak_mib"])),
+)
+"""The columns of section f: header, cell of a scaling row."""
 
 
 def _scaling_section(results, derived):
     """f. Scaling with corpus size."""
     size = BenchmarkSize(**results["size"])
     scaling = derived["scaling"]
-    rows = [
-        [
-            f"{row['factor']}x",
-            row["utterances"],
-            fmt(row["valid_frames"]),
-            fmt(row["cache_mib"]),
-            row["steps"],
-            percent(row["padding_waste"]),
-            fmt(row["epoch_seconds"]),
-            fmt(row["ms_per_padded_frame"]),
-            fmt(row["peak_mib"]),
-        ]
-        for row in scaling["rows"]
-    ]
+    rows = [[cell(row) for _, cell in SCALING_COLUMNS] for row in scaling["rows"]]
     returned = all(row["malloc_mmap_threshold_set"] for row in scaling["rows"])
     allocator = (
         "glibc returns blocks of 128 KiB and more to the system when they are "
@@ -457,9 +488,8 @@ def _scaling_section(results, derived):
         if returned
         else "glibc's default allocator (its retained heap counts)"
     )
-    return [
-        "## f. Scaling with corpus size (memory-mapped cache)",
-        "",
+    return render_section(
+        "f. Scaling with corpus size (memory-mapped cache)",
         "One stage-1 epoch through `Brain.fit` on random features written by the "
         "real cache writer (`run_feature_extraction`) and read through "
         "`dataio.feature_dataset` (memory-mapped `.npy`), with bucketed batches of "
@@ -467,37 +497,20 @@ def _scaling_section(results, derived):
         "buckets). The k-times corpus repeats the lengths of the 1x one, so every "
         "size has the same batch shapes. Time per frame leaves out the first "
         f"(warm-up) step. Memory: {_memory_label(results)}; {allocator}.",
-        "",
-        table(
-            [
-                "Corpus",
-                "Utterances",
-                "Frames",
-                "Cache (MiB)",
-                "Steps",
-                "Padding",
-                "Epoch (s)",
-                "ms / padded frame",
-                "Peak memory (MiB)",
-            ],
-            rows,
-        ),
-        "",
+        ([header for header, _ in SCALING_COLUMNS], rows),
         "Time per frame varies by "
         f"{percent(scaling['time_per_frame_spread'])} across corpus sizes (0 % is "
         "exactly linear growth) and the peak memory by "
         f"{percent(scaling['memory_growth'])} (0 % is flat).",
-        "",
-    ]
+    )
 
 
-def _protocol_section(derived):
+def _protocol_section(results, derived):
     """The paper protocol, extrapolated."""
     protocol = derived["protocol"]
     epochs = protocol["epochs_per_stage"]
-    return [
-        "## The paper protocol on this machine (extrapolated)",
-        "",
+    return render_section(
+        "The paper protocol on this machine (extrapolated)",
         f"{protocol['folds']} folds x ({epochs} + {epochs}) epochs on an "
         "IEMOCAP-sized corpus, each way of training at its own batch (see a): "
         f"cached features **{fmt(protocol['cached_hours'])} h** "
@@ -506,8 +519,7 @@ def _protocol_section(derived):
         f"encoder in the loop {fmt(protocol['encoder_loop_hours'])} h; full "
         f"fine-tuning, one stage of {epochs} epochs per fold, "
         f"{fmt(protocol['full_finetune_hours'])} h.",
-        "",
-    ]
+    )
 
 
 def closing_note(derived):
@@ -516,7 +528,7 @@ def closing_note(derived):
     Arguments
     ---------
     derived : dict
-        :func:`ser_lib.benchmark.figures.derive`'s output.
+        :func:`benchmarks.figures.derive`'s output.
 
     Returns
     -------
@@ -525,7 +537,6 @@ def closing_note(derived):
     """
     ratios, eff, params = derived["ratios"], derived["efficiency"], derived["params"]
     padding, scaling = derived["padding"], derived["scaling"]
-    levers = eff["levers"]
     step = eff["stage1"]["step_seconds"]
     loop_efficiency = (
         ratios["stage1_vs_encoder_loop"] / ratios["flops_encoder_loop_vs_stage1"]
@@ -533,39 +544,11 @@ def closing_note(derived):
     finetune_efficiency = (
         ratios["stage1_vs_full_finetune"] / ratios["flops_full_finetune_vs_stage1"]
     )
-    savings = {
-        "the student's outputs at the masked frames only (`output_mask`)": levers[
-            "student_all_frames"
-        ]
-        - levers["student_masked_frames"],
-        "a foreach EMA": levers["ema_per_tensor"] - levers["ema_foreach"],
-        "reusing the pseudo-label assignment in the k-means update": levers[
-            "kmeans_assign"
-        ],
-        "the teacher under `inference_mode`": levers["teacher_no_grad"]
-        - levers["teacher_inference_mode"],
-        "fused or foreach Adam": levers["adam_single_tensor"]
-        - min(levers["adam_foreach"], levers["adam_fused"]),
-    }
-    out = [
-        "## Closing note",
-        "",
-        "Ratios on the same batch, side by side: stage 1 on cached features is "
-        f"{fmt(ratios['stage1_vs_encoder_loop'])}x faster per step and epoch than "
-        "stage 1 with the frozen encoder in the loop and "
-        f"{fmt(ratios['stage1_vs_full_finetune'])}x faster than full fine-tuning "
-        f"({fmt(ratios['tuned_stage1_vs_encoder_loop'])}x and "
-        f"{fmt(ratios['tuned_stage1_vs_full_finetune'])}x with the levers); stage 2 "
-        f"{fmt(ratios['stage2_vs_encoder_loop'])}x and "
-        f"{fmt(ratios['stage2_vs_full_finetune'])}x. Each at its own batch, stage 1 "
-        f"is {fmt(ratios['stage1_vs_encoder_loop_paper_batch'])}x and "
-        f"{fmt(ratios['stage1_vs_full_finetune_paper_batch'])}x faster "
-        f"({fmt(ratios['tuned_stage1_vs_encoder_loop_paper_batch'])}x and "
-        f"{fmt(ratios['tuned_stage1_vs_full_finetune_paper_batch'])}x with the "
-        "levers).",
-        "",
+    savings = [
+        f"{name} saves {fmt(1e3 * (now - faster))} ms"
+        for _, now, faster, _, name in _lever_savings(eff["levers"])
     ]
-    out += [
+    targets = [
         f"* {t['name']}: {fmt(t['now'])} now, {fmt(t['with_levers'])} with the "
         f"levers (required {t['comparison']} {t['target']}): "
         + ("holds" if t["holds_with_levers"] else "**missed**")
@@ -573,10 +556,7 @@ def closing_note(derived):
         + "."
         for t in derived["targets"]
     ]
-    out += [
-        "",
-        "What stands in the way:",
-        "",
+    obstacles = [
         "* **Speed-up ratios on the same batch.** They follow the arithmetic. A "
         f"cached stage-1 step runs the {fmt(params['adapter'] / 1e6)} M-parameter "
         "adapter four times per frame (student forward and backward, teacher "
@@ -611,14 +591,40 @@ def closing_note(derived):
         "and EMA updates, one small tensor at a time (on a shared 2-core machine "
         "every such operation also waits for both threads). Of the "
         f"{fmt(step)} s step, "
-        + "; ".join(f"{name} saves {fmt(1e3 * s)} ms" for name, s in savings.items())
+        + "; ".join(savings)
         + " (a negative saving is noise: no gain).",
         "* **Memory.** The cache is memory-mapped and read one utterance at a "
         "time, so the peak is set by the largest batch and the models: from the "
         f"smallest to the largest corpus it moves by {percent(scaling['memory_growth'])}.",
-        "",
     ]
+    out = render_section(
+        "Closing note",
+        _same_batch_sentence(
+            ratios,
+            "Ratios on the same batch, side by side: stage 1 on cached features is",
+            than="per step and epoch than stage 1 with",
+        )
+        + " Each at its own batch, stage 1 is "
+        + _own_batch_ratios(ratios).format(per_epoch=""),
+        "\n".join(targets),
+        "What stands in the way:",
+        "\n".join(obstacles),
+    )
     return "\n".join(out)
+
+
+SECTIONS = (
+    _targets_section,
+    _steps_section,
+    _extraction_section,
+    _params_section,
+    _padding_section,
+    _efficiency_section,
+    _scaling_section,
+    _protocol_section,
+)
+"""The sections of ``BENCHMARKS.md`` after the header, in order (the closing note
+follows them); each maps (results, derived) to its lines."""
 
 
 def render_markdown(results, derived, command):
@@ -627,9 +633,9 @@ def render_markdown(results, derived, command):
     Arguments
     ---------
     results : dict
-        Raw results of :func:`ser_lib.benchmark.suite.run_benchmark`.
+        Raw results of :func:`benchmarks.suite.run_benchmark`.
     derived : dict
-        :func:`ser_lib.benchmark.figures.derive`'s output.
+        :func:`benchmarks.figures.derive`'s output.
     command : str
         The command that regenerates the report.
 
@@ -638,14 +644,8 @@ def render_markdown(results, derived, command):
     str
     """
     out = _header(results, command)
-    out += _targets_section(derived)
-    out += _steps_section(results, derived)
-    out += _extraction_section(results, derived)
-    out += _params_section(derived)
-    out += _padding_section(results, derived)
-    out += _efficiency_section(derived)
-    out += _scaling_section(results, derived)
-    out += _protocol_section(derived)
+    for section in SECTIONS:
+        out += section(results, derived)
     return "\n".join(out)
 
 
@@ -655,7 +655,7 @@ def write_report(results, output_dir, command, notes=""):
     Arguments
     ---------
     results : dict
-        Raw results of :func:`ser_lib.benchmark.suite.run_benchmark`.
+        Raw results of :func:`benchmarks.suite.run_benchmark`.
     output_dir : str or os.PathLike
         Created if needed.
     command : str

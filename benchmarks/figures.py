@@ -11,8 +11,8 @@ Authors
  * ser_lib contributors
 """
 
-from ser_lib.benchmark.config import BenchmarkSize
-from ser_lib.benchmark.suite import TARGETS, corpus_durations
+from benchmarks.config import BenchmarkSize
+from benchmarks.suite import TARGETS, corpus_durations
 
 STEP_CONFIGS = (
     ("stage1_cached", "Stage 1 on cached features (default Adam)"),
@@ -217,7 +217,7 @@ def derive(results):
     Arguments
     ---------
     results : dict
-        As returned by :func:`ser_lib.benchmark.suite.run_benchmark`.
+        As returned by :func:`benchmarks.suite.run_benchmark`.
 
     Returns
     -------

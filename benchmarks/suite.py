@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.benchmark.config import SIZES
-from ser_lib.benchmark.measure import machine_info
-from ser_lib.benchmark.padding import padding_comparison
-from ser_lib.benchmark.synthetic import (
+from benchmarks.config import SIZES
+from benchmarks.measure import machine_info
+from benchmarks.padding import padding_comparison
+from benchmarks.synthetic import (
     iemocap_like_durations,
     random_feature_cache,
     write_noise_corpus,
 )
-from ser_lib.benchmark.worker import run_in_subprocess, run_task
+from benchmarks.worker import run_in_subprocess, run_task
 from ser_lib.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
 
 logger = get_logger(__name__)
@@ -65,7 +65,7 @@ def save_random_hubert(folder, config_kwargs, seed=0):
 
     Example
     -------
-    >>> from ser_lib.benchmark.config import TINY_HUBERT
+    >>> from benchmarks.config import TINY_HUBERT
     >>> save_random_hubert(getfixture("tmp_path"), TINY_HUBERT) > 0
     True
     """
@@ -149,7 +149,7 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
     Arguments
     ---------
     size_name : str
-        A key of :data:`ser_lib.benchmark.config.SIZES`.
+        A key of :data:`benchmarks.config.SIZES`.
     device : str, optional
         ``cuda`` when a GPU is present, else ``cpu`` (default: detected).
     work_dir : str or os.PathLike, optional
@@ -174,7 +174,7 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
             return run_benchmark(size_name, device, tmp, isolate)
     work_dir = Path(work_dir)
     start = time.perf_counter()
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[1]
     results = {
         "size": size.as_dict(),
         "device": device,

@@ -2,7 +2,7 @@
 
 Every task takes a JSON-serialisable ``spec`` (the :class:`BenchmarkSize` as a dict
 under ``size``, the ``device``, the ``precision`` and task-specific paths) and returns
-a JSON-serialisable dict. :mod:`ser_lib.benchmark.worker` runs each in a fresh
+a JSON-serialisable dict. :mod:`benchmarks.worker` runs each in a fresh
 process so that its peak memory is its own.
 
 Authors
@@ -22,13 +22,13 @@ from speechbrain.nnet.linear import Linear
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.epoch_loop import EpochCounter
 
-from ser_lib.benchmark.baselines import (
+from benchmarks.baselines import (
     EncoderInLoopAdapterBrain,
     FullFinetuneBrain,
     StepTimedAdapterBrain,
 )
-from ser_lib.benchmark.config import BenchmarkSize
-from ser_lib.benchmark.measure import (
+from benchmarks.config import BenchmarkSize
+from benchmarks.measure import (
     count_flops,
     matmul_peak,
     set_malloc_mmap_threshold,
@@ -139,7 +139,7 @@ def adapter_brain(
 
     Example
     -------
-    >>> from ser_lib.benchmark.config import SIZES
+    >>> from benchmarks.config import SIZES
     >>> spec = {"size": SIZES["tiny"].as_dict(), "device": "cpu", "precision": "fp32"}
     >>> brain = adapter_brain(spec, input_dim=32)
     >>> sorted(brain.modules.keys())
@@ -176,7 +176,7 @@ def stage2_head(size, input_dim):
 
     Example
     -------
-    >>> from ser_lib.benchmark.config import SIZES
+    >>> from benchmarks.config import SIZES
     >>> head = stage2_head(SIZES["tiny"], input_dim=32)
     >>> sorted(head)
     ['backbone', 'classifier', 'sap']

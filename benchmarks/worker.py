@@ -9,7 +9,7 @@ On CUDA the peak of ``torch.cuda.max_memory_allocated`` is reported too.
 
 Command line (used by :func:`run_in_subprocess`)::
 
-    python -m ser_lib.benchmark.worker TASK SPEC.json RESULT.json
+    python -m benchmarks.worker TASK SPEC.json RESULT.json
 
 Authors
  * ser_lib contributors
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ser_lib.benchmark.measure import current_rss_mib, max_rss_mib, reset_peak_rss
-from ser_lib.benchmark.tasks import TASKS
+from benchmarks.measure import current_rss_mib, max_rss_mib, reset_peak_rss
+from benchmarks.tasks import TASKS
 
 
 def run_task(name, spec):
@@ -38,7 +38,7 @@ def run_task(name, spec):
     Arguments
     ---------
     name : str
-        A key of :data:`ser_lib.benchmark.tasks.TASKS`.
+        A key of :data:`benchmarks.tasks.TASKS`.
     spec : dict
         The task's spec.
 
@@ -99,14 +99,14 @@ def run_in_subprocess(name, spec, work_dir, python=sys.executable):
     result_path = work_dir / f"{tag}.result.json"
     spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     result_path.unlink(missing_ok=True)
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     start = time.perf_counter()
     process = subprocess.run(
-        [python, "-m", "ser_lib.benchmark.worker", name, spec_path, result_path],
+        [python, "-m", "benchmarks.worker", name, spec_path, result_path],
         capture_output=True,
         text=True,
         env=env,
@@ -127,7 +127,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3:
         raise SystemExit(
-            "usage: python -m ser_lib.benchmark.worker TASK SPEC.json RESULT.json"
+            "usage: python -m benchmarks.worker TASK SPEC.json RESULT.json"
         )
     name, spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))

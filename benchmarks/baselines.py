@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.dataio.batch import PaddedData
 
-from ser_lib.benchmark.measure import current_rss_mib, synchronize
+from benchmarks.measure import current_rss_mib, synchronize
 from ser_lib.brains import AdapterBrain
 from ser_lib.encoders import absolute_lengths
 

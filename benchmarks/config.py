@@ -24,7 +24,7 @@ HUBERT_LARGE = dict(
 )
 """``transformers.HubertConfig`` settings of HuBERT-large (316 M parameters)."""
 
-TINY_HUBERT_LAYOUT = dict(
+TINY_HUBERT = dict(
     hidden_size=32,
     num_hidden_layers=2,
     num_attention_heads=2,
@@ -35,16 +35,11 @@ TINY_HUBERT_LAYOUT = dict(
     conv_stride=(5, 8, 8),
     num_conv_pos_embeddings=16,
     num_conv_pos_embedding_groups=2,
-)
-"""Sizes of the toy HuBERT models (frame rate 50 Hz, 32-d); the tests use them too."""
-
-TINY_HUBERT = dict(
-    **TINY_HUBERT_LAYOUT,
     feat_extract_norm="layer",
     do_stable_layer_norm=True,
     layerdrop=0.0,
 )
-"""A toy HuBERT with the same layout (layer-norm extractor, pre-LN, 50 Hz)."""
+"""A toy HuBERT (32-d, layer-norm extractor, pre-LN, 50 Hz) for the ``tiny`` size."""
 
 
 @dataclass(frozen=True)
