@@ -280,6 +280,16 @@ def derive(results):
         / s1_tuned,
         "tuned_stage1_vs_full_finetune_paper_batch": finetune_per_frame / s1_tuned,
     }
+    # Time ratio = FLOP ratio x the adapter's FLOP/s relative to the other's.
+    ratios["adapter_efficiency_vs_encoder_loop"] = (
+        ratios["stage1_vs_encoder_loop"] / ratios["flops_encoder_loop_vs_stage1"]
+    )
+    ratios["adapter_efficiency_vs_full_finetune"] = (
+        ratios["stage1_vs_full_finetune"] / ratios["flops_full_finetune_vs_stage1"]
+    )
+    ratios["adapter_efficiency_needed_vs_encoder_loop"] = (
+        TARGETS["stage1_vs_encoder_loop"] / ratios["flops_encoder_loop_vs_stage1"]
+    )
 
     extraction = dict(tasks["extraction"])
     extraction["corpus_hours"] = (
