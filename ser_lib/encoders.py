@@ -715,11 +715,21 @@ class WhisperEncoder(FrozenEncoder):
             [batch, num_mel_bins, num_mel_frames], on the device of ``segments``.
         """
         hop, n_fft = self.extractor.hop_length, self.extractor.n_fft
-        # Zeros beyond the last returned frame's window, so that every returned
-        # frame and the per-utterance maximum are those of the 30-s padded input.
-        padded_samples = max(num_mel_frames * hop + n_fft, self.window_samples)
+        if num_mel_frames >= self.extractor.nb_max_frames:  # a whole window
+            padded_samples = self.window_samples
+        else:
+            # Zeros beyond the last returned frame's window, so that every returned
+            # frame and the per-utterance maximum are those of the 30-s padding.
+            padded_samples = num_mel_frames * hop + n_fft
         device = segments[0].device
-        mel = self.extractor(
+        # Always float32: under a bf16 autocast the Mel projection would be bf16.
+        with torch.autocast(device_type=device.type, enabled=False):
+            mel = self._extract(segments, padded_samples, device)
+        return mel[:, :, :num_mel_frames].to(device)
+
+    def _extract(self, segments, padded_samples, device):
+        """The feature extractor on zero-padded segments: [B, n_mels, frames]."""
+        return self.extractor(
             [seg.detach().float().cpu().numpy() for seg in segments],
             sampling_rate=self.sample_rate,
             padding="max_length",
@@ -728,7 +738,6 @@ class WhisperEncoder(FrozenEncoder):
             return_tensors="pt",
             device=device.type,
         )["input_features"]
-        return mel[:, :, :num_mel_frames].to(device)
 
     def _pad30_states(self, segments):
         """Hidden states of windows padded to the full chunk (transformers forward)."""
@@ -739,7 +748,10 @@ class WhisperEncoder(FrozenEncoder):
         return hidden
 
     def _native_states(self, segments):
-        """Hidden states of windows at their own length (sliced position table)."""
+        """Hidden states of windows at their own length (sliced position table).
+
+        Returns the states 0 to the deepest selected one (all with ``"all"``).
+        """
         counts = [self.num_frames(len(seg)) for seg in segments]
         mel_counts = torch.tensor(counts) * self.mel_per_frame
         max_frames = max(counts)
@@ -760,11 +772,16 @@ class WhisperEncoder(FrozenEncoder):
             attention_mask = length_to_mask(
                 frame_counts, max_len=max_frames, device=device
             ).bool()[:, None, None, :]
+        # Only the layers up to the deepest selected state are run.
+        deepest = self.num_states - 1
+        if self.layers != ALL_LAYERS:
+            deepest = max(self.layers)
         states = [hidden]
-        for layer in enc.layers:
+        for layer in enc.layers[:deepest]:
             hidden = layer(hidden, attention_mask)
             states.append(hidden)
-        states[-1] = enc.layer_norm(hidden)
+        if deepest == self.num_states - 1:
+            states[-1] = enc.layer_norm(hidden)
         return states
 
     def encode(self, wavs, lens):

@@ -167,7 +167,7 @@ def test_pad30_equals_transformers(tiny_whisper_dir):
     torch.testing.assert_close(feats[0], expected / 2)
 
 
-@pytest.mark.parametrize("length", [320, 4321, 16000])
+@pytest.mark.parametrize("length", [320, 4321, 12345])
 def test_native_equals_reference_forward(tiny_whisper_dir, length):
     enc = WhisperEncoder(tiny_whisper_dir, layers="all", input_mode="native")
     wav = _waves([length], seed=length)[0]
