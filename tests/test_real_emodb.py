@@ -1,10 +1,13 @@
 """A short real run: EmoDB, whisper-base features, the EmoDB recipe, two folds.
 
 Needs ``../shared`` (EmoDB and whisper-base, see tests/shared_material.py); skipped
-with the reason otherwise. Two leave-one-speaker-out folds (test speakers 03 and
-08), the 7 emotions, Whisper-base ``native`` features of one middle layer cached in a
-temporary folder, a narrow adapter and short schedules of both stages, fixed seed.
-The 7-class chance level is 14 % UA; the run must score far above it.
+with the reason otherwise. To stay within a few minutes on 2 CPU cores it uses five of
+the ten speakers (03, 08, 09, 10, 11: 243 utterances, linked into a temporary corpus
+folder) and runs two of their leave-one-speaker-out folds (test speakers 03 and 08,
+training on the four others), the 7 emotions, Whisper-base ``native`` features of
+layer 4 cached in a temporary folder, a narrow adapter and short schedules of both
+stages, fixed seed. The 7-class chance level is 14 % UA; the run must score far
+above it.
 """
 
 import importlib.util
@@ -14,7 +17,8 @@ from shared_material import EMODB_DIR, PROJECT_ROOT, WHISPER_BASE_DIR, require
 
 RECIPE_DIR = PROJECT_ROOT / "recipes" / "EmoDB"
 CHANCE_UA = 1 / 7
-MIN_UA = 0.45  # about three times chance, on each of the two folds' mean
+MIN_UA = 0.40  # nearly three times chance, on the mean of the two folds
+SPEAKERS = ("03", "08", "09", "10", "11")
 COMMON = {
     "class_set": "full",
     "seed": 1986,
@@ -27,8 +31,8 @@ COMMON = {
     "batch_size": 32,
     "lr": 0.001,
 }
-ADAPTER = {"number_of_epochs": 3, "num_prototypes": 64, "reseed_after": 20}
-FINETUNE = {"number_of_epochs": 15}
+ADAPTER = {"number_of_epochs": 2, "num_prototypes": 64, "reseed_after": 20}
+FINETUNE = {"number_of_epochs": 10}
 
 
 def load_cross_validate():
@@ -43,6 +47,11 @@ def load_cross_validate():
 
 def test_emodb_whisper_base_two_folds_far_above_chance(tmp_path):
     require(EMODB_DIR / "wav", WHISPER_BASE_DIR)
+    corpus = tmp_path / "emodb"
+    (corpus / "wav").mkdir(parents=True)
+    for wav in sorted((EMODB_DIR / "wav").glob("*.wav")):
+        if wav.name[:2] in SPEAKERS:
+            (corpus / "wav" / wav.name).symlink_to(wav)
     common = {
         **COMMON,
         "encoder_overrides": {
@@ -56,7 +65,7 @@ def test_emodb_whisper_base_two_folds_far_above_chance(tmp_path):
         json.dumps({"common": common, "adapter": ADAPTER, "finetune": FINETUNE})
     )
     out = tmp_path / "results"
-    argv = ["--data_folder", str(EMODB_DIR), "--output_folder", str(out)]
+    argv = ["--data_folder", str(corpus), "--output_folder", str(out)]
     argv += ["--folds", "1", "2", "--config", str(config), "--no_report"]
     results = load_cross_validate().main(argv)
 
