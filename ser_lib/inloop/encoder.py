@@ -435,7 +435,7 @@ class TrainableWhisperEncoder(torch.nn.Module):
                 f"Whisper encodes at most {self.window_samples} samples; crop longer "
                 "utterances when loading"
             )
-        rows = [w[:n].float().cpu().numpy() for w, n in zip(wavs, lens.tolist())]
+        rows = [w[:n].float().cpu().numpy() for w, n in zip(wavs, lens.tolist(), strict=True)]
         features = self.extractor(
             rows,
             sampling_rate=self.sample_rate,
