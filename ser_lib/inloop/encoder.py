@@ -26,6 +26,8 @@ from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.utils.logger import get_logger
 from torch.nn.utils.rnn import pad_sequence
 
+from ser_lib.models.masking import random_frame_mask
+
 logger = get_logger(__name__)
 
 
@@ -86,8 +88,12 @@ class TrainableHFEncoder(torch.nn.Module):
     layerdrop : float
         Probability of skipping a transformer layer during training.
     mask_time_prob, mask_time_length : float, int
-        HF SpecAugment over time during training (0 = off). An explicit
-        ``mask_time_indices`` given to :meth:`forward` replaces the random one.
+        SpecAugment over time during training (0 = off): about ``mask_time_prob``
+        of the valid frames, in spans of ``mask_time_length``, replaced by the mask
+        embedding. Drawn here with :func:`ser_lib.models.masking.random_frame_mask`
+        rather than by ``transformers``, whose sampler raises on utterances shorter
+        than one span and can mask padding. An explicit ``mask_time_indices`` given
+        to :meth:`forward` replaces the random one.
     mask_feature_prob, mask_feature_length : float, int
         HF SpecAugment over channels during training (0 = off).
     gradient_checkpointing : bool
@@ -167,7 +173,9 @@ class TrainableHFEncoder(torch.nn.Module):
         for key, value in settings.items():
             setattr(config, key, value)
         self.model = AutoModel.from_pretrained(self.source, config=config)
-        self.model.config.mask_time_prob = mask_time_prob
+        self.model.config.mask_time_prob = 0.0  # random masks are drawn in forward
+        self.mask_time_prob = float(mask_time_prob)
+        self.mask_time_length = int(mask_time_length)
         if not isinstance(getattr(self.model, "masked_spec_embed", None), torch.Tensor):
             raise ValueError(f"{self.source}: the model has no masked_spec_embed")
         self.conv_kernel = [int(k) for k in config.conv_kernel]
@@ -268,6 +276,13 @@ class TrainableHFEncoder(torch.nn.Module):
                 f"({self.min_samples} samples); pad short utterances when loading"
             )
         max_frames = int(counts.max())
+        if mask_time_indices is None and self.training and self.mask_time_prob > 0:
+            mask_time_indices = random_frame_mask(
+                counts.float() / max_frames,
+                max_frames,
+                self.mask_time_prob,
+                span=self.mask_time_length,
+            )
         if mask_time_indices is not None:
             mask_time_indices = mask_time_indices[:, :max_frames].to(wavs.device)
         if self.do_normalize:
