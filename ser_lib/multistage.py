@@ -120,16 +120,23 @@ def _record_time(results_folder, fold, stage_name, seconds):
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             info = json.load(f)
-    info.setdefault("stage_seconds", {}).setdefault(str(fold), {})[stage_name] = (
-        round(seconds, 3)
+    info.setdefault("stage_seconds", {}).setdefault(str(fold), {})[stage_name] = round(
+        seconds, 3
     )
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
     os.replace(path + ".tmp", path)
 
 
-def run_fold(recipe_dir, fold, stages, common_overrides, results_folder,
-             fold_key="test_session", extra_args=()):
+def run_fold(
+    recipe_dir,
+    fold,
+    stages,
+    common_overrides,
+    results_folder,
+    fold_key="test_session",
+    extra_args=(),
+):
     """Runs the unfinished stages of one fold in order; returns the last stage folder."""
     folder = None
     for stage in stages:
@@ -137,7 +144,9 @@ def run_fold(recipe_dir, fold, stages, common_overrides, results_folder,
         folder = stage_output_folder(recipe_dir, stage, overrides)
         done = os.path.join(folder, stage.done_file)
         if os.path.isfile(done):
-            logger.info("Fold %s: stage %s finished earlier (%s)", fold, stage.name, done)
+            logger.info(
+                "Fold %s: stage %s finished earlier (%s)", fold, stage.name, done
+            )
             continue
         logger.info("Fold %s: stage %s", fold, stage.name)
         start = time.time()
@@ -178,8 +187,15 @@ def cross_validate_stages(
         final_folders[fold] = final
         metrics_path = os.path.join(final, "metrics.json")
         if not os.path.isfile(metrics_path) and not aggregate_only:
-            run_fold(recipe_dir, fold, stages, common_overrides, results_folder,
-                     fold_key=fold_key, extra_args=extra_args)
+            run_fold(
+                recipe_dir,
+                fold,
+                stages,
+                common_overrides,
+                results_folder,
+                fold_key=fold_key,
+                extra_args=extra_args,
+            )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
         if os.path.isfile(metrics_path):
@@ -213,7 +229,9 @@ def parse_stage_overrides(text, stages):
     names = {stage.name for stage in stages}
     unknown = set(loaded) - names
     if unknown:
-        raise ValueError(f"Unknown stages {sorted(unknown)}; stages are {sorted(names)}")
+        raise ValueError(
+            f"Unknown stages {sorted(unknown)}; stages are {sorted(names)}"
+        )
     return loaded
 
 
@@ -231,7 +249,9 @@ def multistage_main(argv, recipe_dir, stages, default_folds, description=None):
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--output_folder", required=True, help="output_root of the runs")
+    parser.add_argument(
+        "--output_folder", required=True, help="output_root of the runs"
+    )
     parser.add_argument("--folds", type=int, nargs="+", default=list(default_folds))
     parser.add_argument("--overrides", default="{}", help="YAML mapping, every stage")
     parser.add_argument(
@@ -244,8 +264,13 @@ def multistage_main(argv, recipe_dir, stages, default_folds, description=None):
     args = parser.parse_args(argv)
     per_stage = parse_stage_overrides(args.stage_overrides, stages)
     stages = [
-        Stage(s.name, s.hparams_file, s.script, s.done_file,
-              {**s.overrides, **per_stage.get(s.name, {})})
+        Stage(
+            s.name,
+            s.hparams_file,
+            s.script,
+            s.done_file,
+            {**s.overrides, **per_stage.get(s.name, {})},
+        )
         for s in stages
     ]
     output_folder = os.path.abspath(args.output_folder)

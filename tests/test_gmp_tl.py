@@ -149,10 +149,20 @@ def test_whisper_stand_in_mask_replaces_the_input_frames(tmp_path):
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     config = WhisperConfig(
-        d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        num_mel_bins=80, max_source_positions=1500, vocab_size=100,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
     )
     WhisperModel(config).save_pretrained(tmp_path / "w")
     WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp_path / "w")
@@ -220,8 +230,13 @@ def test_joint_crop_keeps_frame_labels_aligned(tiny_hubert_group_dir, tmp_path):
     labels = np.arange(n_frames, dtype=np.int16)[:, None].repeat(3, axis=1)
     cache = _write_label_cache(tmp_path / "labels", {"u0": labels})
     dataset = waveform_dataset(
-        csv_path, tmp_path, {}, max_seconds=0.5, random_crop=True,
-        frame_labels=cache, samples_per_frame=enc.samples_per_frame,
+        csv_path,
+        tmp_path,
+        {},
+        max_seconds=0.5,
+        random_crop=True,
+        frame_labels=cache,
+        samples_per_frame=enc.samples_per_frame,
         num_frames=enc.num_frames,
     )
     starts = set()
@@ -232,7 +247,9 @@ def test_joint_crop_keeps_frame_labels_aligned(tiny_hubert_group_dir, tmp_path):
         start = first * enc.samples_per_frame
         assert np.allclose(sig, full[start : start + sig.shape[0]], atol=1e-4)
         assert crop_labels.shape[0] == enc.num_frames(sig.shape[0])
-        assert crop_labels[:, 0].tolist() == list(range(first, first + len(crop_labels)))
+        assert crop_labels[:, 0].tolist() == list(
+            range(first, first + len(crop_labels))
+        )
         starts.add(first)
     assert len(starts) > 1  # the crop really moves
 
@@ -241,7 +258,9 @@ def test_too_short_utterances_are_padded_to_one_frame(tiny_hubert_group_dir, tmp
     enc = TrainableHFEncoder(tiny_hubert_group_dir).eval()
     csv_path = _write_corpus_manifest(tmp_path, [0.005, 0.5])  # 80 samples
     dataset = waveform_dataset(
-        csv_path, tmp_path, label_encoders({"emo": ["neu"]}),
+        csv_path,
+        tmp_path,
+        label_encoders({"emo": ["neu"]}),
         min_samples=enc.min_samples,
     )
     sig = dataset[0]["sig"]
@@ -280,10 +299,18 @@ def test_fold_without_one_gender_warns_and_trains_on_the_other(
     empty = tmp_path / "empty.csv"
     empty.write_text("ID,duration,wav,emo,gender\n")
     hparams = {
-        "encoder": enc, "label_classes": {"emo": ["neu", "sad"], "gender": ["F", "M"]},
-        "frame_label_folder": None, "data_folder": tmp_path, "sample_rate": 16000,
-        "train_csv": csv_path, "valid_csv": empty, "test_csv": csv_path,
-        "train_max_seconds": 15.0, "batch_size": 2, "num_buckets": 1, "seed": 1,
+        "encoder": enc,
+        "label_classes": {"emo": ["neu", "sad"], "gender": ["F", "M"]},
+        "frame_label_folder": None,
+        "data_folder": tmp_path,
+        "sample_rate": 16000,
+        "train_csv": csv_path,
+        "valid_csv": empty,
+        "test_csv": csv_path,
+        "train_max_seconds": 15.0,
+        "batch_size": 2,
+        "num_buckets": 1,
+        "seed": 1,
     }
     with caplog.at_level(logging.WARNING):
         datasets = inloop_dataio(hparams)
@@ -353,16 +380,27 @@ def fold1(tiny_hubert_group_dir, tmp_path_factory):
     finally:
         sys.path.remove(RECIPE)
     argv = [
-        "--data_folder", corpus["data_folder"], "--output_folder", str(out),
-        "--folds", "1", "--no_report",
-        "--overrides", json.dumps({**TINY, "encoder_source": tiny_hubert_group_dir}),
-        "--stage_overrides", json.dumps(STAGE_OVERRIDES),
+        "--data_folder",
+        corpus["data_folder"],
+        "--output_folder",
+        str(out),
+        "--folds",
+        "1",
+        "--no_report",
+        "--overrides",
+        json.dumps({**TINY, "encoder_source": tiny_hubert_group_dir}),
+        "--stage_overrides",
+        json.dumps(STAGE_OVERRIDES),
     ]
     results = cross_validate.main(argv)
     fold_dir = out / "hubert_base_all" / "fold1"
     return {
-        "main": cross_validate.main, "argv": argv, "results": results, "out": out,
-        "fold_dir": fold_dir, "corpus": corpus,
+        "main": cross_validate.main,
+        "argv": argv,
+        "results": results,
+        "out": out,
+        "fold_dir": fold_dir,
+        "corpus": corpus,
         "stage_a": fold_dir / "stageA_gmp",
         "labels": fold_dir / "stageA_gmp_labels_L-3",
         "stage_b": fold_dir / "stageB_pretrained_stageA_gmp_labels_L-3",
@@ -397,8 +435,10 @@ def test_pseudo_labels_cover_every_training_frame(fold1, tiny_hubert_group_dir):
         path = row["wav"].replace("$data_root", fold1["corpus"]["data_folder"])
         labels = cache.load(row["ID"])
         assert labels.dtype == np.int16 and labels.shape[1] == 3
-        assert labels.shape[0] == enc.num_frames(max(sf.info(path).frames, enc.min_samples))
-        assert labels.max(axis=0).tolist() <= [1, 2, 3]
+        assert labels.shape[0] == enc.num_frames(
+            max(sf.info(path).frames, enc.min_samples)
+        )
+        assert np.all(labels.max(axis=0) <= [1, 2, 3]) and labels.min() >= 0
     for k in (2, 3, 4):
         assert np.load(fold1["labels"] / f"centres_K{k}.npy").shape == (k, 32)
     stats = json.loads((fold1["labels"] / "kmeans_stats.json").read_text())
@@ -420,6 +460,7 @@ def test_label_cache_of_another_stage_a_model_is_a_clear_error(
 def test_killed_stage_resumes_with_the_same_command(fold1):
     """A stage that stopped before marking itself done resumes from its checkpoint."""
     stage_c = fold1["stage_c"]
+
     def epoch_records():
         with open(stage_c / "train_log.jsonl", encoding="utf-8") as f:
             return [r for r in map(json.loads, f) if "train" in r]
@@ -433,4 +474,6 @@ def test_killed_stage_resumes_with_the_same_command(fold1):
     assert (stage_c / "metrics.json").is_file() and (stage_c / "done.json").is_file()
     assert epoch_records() == epochs  # resumed from the checkpoint: nothing re-trained
     assert (fold1["stage_a"] / "done.json").stat().st_mtime_ns == done_a
-    assert results["folds"][0]["UA"] == pytest.approx(fold1["results"]["folds"][0]["UA"])
+    assert results["folds"][0]["UA"] == pytest.approx(
+        fold1["results"]["folds"][0]["UA"]
+    )

@@ -80,8 +80,11 @@ class InLoopBrain(ProgressBrain):
             params = [p for p in module.parameters() if p.requires_grad]
             if params:
                 groups.append(
-                    {"params": params, "lr_scale": float(scales.get(name, 1.0)),
-                     "name": name}
+                    {
+                        "params": params,
+                        "lr_scale": float(scales.get(name, 1.0)),
+                        "name": name,
+                    }
                 )
         self.optimizer = self.opt_class(groups)
         self.optimizers_dict = {"opt_class": self.optimizer}
@@ -118,9 +121,7 @@ class InLoopBrain(ProgressBrain):
 
     def optimizers_step(self):
         """Clips the gradients of every parameter group, then steps."""
-        params = [
-            p for group in self.optimizer.param_groups for p in group["params"]
-        ]
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
         max_grad_norm = self.max_grad_norm
         self.max_grad_norm = math.inf  # already clipped over all groups

@@ -189,7 +189,9 @@ def waveform_dataset(
     max_samples = None
     if random_crop and max_seconds is not None:
         max_samples = int(max_seconds * sample_rate)
-    short = [utt for utt, row in data.items() if row["duration"] * sample_rate < min_samples]
+    short = [
+        utt for utt, row in data.items() if row["duration"] * sample_rate < min_samples
+    ]
     if short:
         logger.warning(
             "%d utterances of %s are shorter than %d samples and are zero-padded to "
@@ -206,7 +208,9 @@ def waveform_dataset(
         sig = pad_to_min_samples(read_audio(wav, sample_rate), min_samples)
         labels = None
         if frame_labels is not None:
-            labels = torch.from_numpy(np.array(frame_labels.load(utt_id), dtype=np.int64))
+            labels = torch.from_numpy(
+                np.array(frame_labels.load(utt_id), dtype=np.int64)
+            )
             expected = num_frames(sig.shape[0])
             if labels.shape[0] != expected:
                 raise ValueError(
@@ -227,7 +231,9 @@ def waveform_dataset(
     output_keys = ["id", "duration", "sig", *[f"{c}_encoded" for c in columns]]
     if frame_labels is not None:
         output_keys.append("frame_labels")
-    return DynamicItemDataset(data, dynamic_items=dynamic_items, output_keys=output_keys)
+    return DynamicItemDataset(
+        data, dynamic_items=dynamic_items, output_keys=output_keys
+    )
 
 
 def _label_pipeline(column, encoder):
@@ -274,7 +280,12 @@ def duration_batch_sampler(
         centis.append(max(int(round(100 * duration)), 1))
     batch_length = max(int(round(batch_size * float(np.mean(centis)))), max(centis))
     return bucketed_batch_sampler(
-        dataset, centis, batch_length, num_buckets=num_buckets, shuffle=shuffle, seed=seed
+        dataset,
+        centis,
+        batch_length,
+        num_buckets=num_buckets,
+        shuffle=shuffle,
+        seed=seed,
     )
 
 
@@ -328,7 +339,9 @@ def inloop_dataio(hparams):
             datasets[split] = None  # frame-label stages neither validate nor test
             continue
         datasets[split] = waveform_dataset(csv_path, **common)
-    counts, _ = check_training_classes(hparams["train_csv"], hparams["label_classes"]["emo"])
+    counts, _ = check_training_classes(
+        hparams["train_csv"], hparams["label_classes"]["emo"]
+    )
     datasets["train_class_counts"] = counts
     _warn_missing_classes(hparams["train_csv"], hparams["label_classes"])
     datasets["train_batch_sampler"] = duration_batch_sampler(

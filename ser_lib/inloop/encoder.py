@@ -263,8 +263,10 @@ class TrainableHFEncoder(torch.nn.Module):
         frame_lens : torch.Tensor
             Relative lengths in frames [B].
         """
-        layers = self.layers if layers is None else _check_layers(
-            layers, self.num_states, self.source
+        layers = (
+            self.layers
+            if layers is None
+            else _check_layers(layers, self.num_states, self.source)
         )
         lens = torch.round(wav_lens * wavs.shape[1]).long()
         counts = torch.tensor(
@@ -450,7 +452,10 @@ class TrainableWhisperEncoder(torch.nn.Module):
                 f"Whisper encodes at most {self.window_samples} samples; crop longer "
                 "utterances when loading"
             )
-        rows = [w[:n].float().cpu().numpy() for w, n in zip(wavs, lens.tolist(), strict=True)]
+        rows = [
+            w[:n].float().cpu().numpy()
+            for w, n in zip(wavs, lens.tolist(), strict=True)
+        ]
         features = self.extractor(
             rows,
             sampling_rate=self.sample_rate,
@@ -461,8 +466,10 @@ class TrainableWhisperEncoder(torch.nn.Module):
 
     def forward(self, wavs, wav_lens, mask_time_indices=None, layers=None):
         """Encodes a padded batch (see :meth:`TrainableHFEncoder.forward`)."""
-        layers = self.layers if layers is None else _check_layers(
-            layers, self.num_states, self.source
+        layers = (
+            self.layers
+            if layers is None
+            else _check_layers(layers, self.num_states, self.source)
         )
         lens = torch.round(wav_lens * wavs.shape[1]).long()
         counts = torch.tensor(
@@ -479,7 +486,9 @@ class TrainableWhisperEncoder(torch.nn.Module):
             mask = mask_time_indices[:, :max_frames].to(features.device)
             mel_mask = mask.repeat_interleave(2, dim=1)  # two Mel frames per frame
             full = torch.zeros(
-                features.shape[0], features.shape[2], dtype=torch.bool,
+                features.shape[0],
+                features.shape[2],
+                dtype=torch.bool,
                 device=features.device,
             )
             full[:, : mel_mask.shape[1]] = mel_mask

@@ -77,8 +77,9 @@ def ids_digest(csv_path):
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def label_fingerprint(encoder_folder, layer, label_scales, kmeans, seed, train_csv,
-                      max_fit_frames):
+def label_fingerprint(
+    encoder_folder, layer, label_scales, kmeans, seed, train_csv, max_fit_frames
+):
     """What determines a pseudo-label cache (JSON-serialisable)."""
     return {
         "class": "PseudoLabels",
@@ -166,8 +167,12 @@ def fit_multiscale_kmeans(frames, label_scales, kmeans, seed):
         model = MiniBatchKMeans(n_clusters=int(k), random_state=seed, **kmeans)
         model.fit(frames)
         centres.append(model.cluster_centers_.astype(np.float32))
-        logger.info("k-means K=%d: inertia %.4g over %d frames", k, model.inertia_,
-                    frames.shape[0])
+        logger.info(
+            "k-means K=%d: inertia %.4g over %d frames",
+            k,
+            model.inertia_,
+            frames.shape[0],
+        )
     return centres
 
 
@@ -261,7 +266,10 @@ def make_pseudo_labels(hparams, device="cpu"):
     ids = list(frames)
     stacked = torch.cat([frames[i] for i in ids])
     fit = stacked.numpy()
-    if hparams["max_fit_frames"] is not None and fit.shape[0] > hparams["max_fit_frames"]:
+    if (
+        hparams["max_fit_frames"] is not None
+        and fit.shape[0] > hparams["max_fit_frames"]
+    ):
         rng = np.random.default_rng(hparams["seed"])
         keep = rng.choice(fit.shape[0], hparams["max_fit_frames"], replace=False)
         fit = fit[np.sort(keep)]
@@ -269,7 +277,9 @@ def make_pseudo_labels(hparams, device="cpu"):
         fit, hparams["label_scales"], hparams["kmeans"], hparams["seed"]
     )
     for k, scale_centres in zip(hparams["label_scales"], centres, strict=True):
-        _atomic_write(folder / f"centres_K{k}.npy", lambda f, c=scale_centres: np.save(f, c))
+        _atomic_write(
+            folder / f"centres_K{k}.npy", lambda f, c=scale_centres: np.save(f, c)
+        )
     labels = assign_labels(
         stacked, [torch.from_numpy(c) for c in centres], hparams["assign_chunk"]
     )
@@ -277,30 +287,43 @@ def make_pseudo_labels(hparams, device="cpu"):
     for utt in ids:
         count = frames[utt].shape[0]
         array = labels[offset : offset + count].numpy().astype(np.int16)
-        _atomic_write(folder / FEATS_DIR / f"{utt}.npy", lambda f, a=array: np.save(f, a))
+        _atomic_write(
+            folder / FEATS_DIR / f"{utt}.npy", lambda f, a=array: np.save(f, a)
+        )
         offset += count
     _write_index(folder)
 
-    rows = {row["ID"]: row for row in read_manifest(hparams["train_csv"], ["ID", *columns])}
-    stats = {"n_utterances": len(ids), "n_frames": int(stacked.shape[0]),
-             "n_fit_frames": int(fit.shape[0]), "scales": {}}
+    rows = {
+        row["ID"]: row for row in read_manifest(hparams["train_csv"], ["ID", *columns])
+    }
+    stats = {
+        "n_utterances": len(ids),
+        "n_frames": int(stacked.shape[0]),
+        "n_fit_frames": int(fit.shape[0]),
+        "scales": {},
+    }
     for scale, (k, scale_centres) in enumerate(
         zip(hparams["label_scales"], centres, strict=True)
     ):
         assigned = labels[:, scale].numpy()
-        distances = ((stacked - torch.from_numpy(scale_centres)[labels[:, scale]]) ** 2)
+        distances = (stacked - torch.from_numpy(scale_centres)[labels[:, scale]]) ** 2
         entry = {
             "inertia_per_frame": float(distances.sum(dim=1).mean()),
             "usage_perplexity": usage_perplexity(assigned, k),
         }
         for column in columns:
-            frame_values = [rows[u][column] for u in ids for _ in range(frames[u].shape[0])]
+            frame_values = [
+                rows[u][column] for u in ids for _ in range(frames[u].shape[0])
+            ]
             entry[f"nmi_{column}"] = float(
                 normalized_mutual_info_score(frame_values, assigned)
             )
         stats["scales"][str(k)] = entry
-    _atomic_write(folder / STATS_FILE, lambda f: f.write(json.dumps(stats, indent=2)),
-                  binary=False)
+    _atomic_write(
+        folder / STATS_FILE,
+        lambda f: f.write(json.dumps(stats, indent=2)),
+        binary=False,
+    )
     write_done(folder, {"step": "pseudo_labels", **stats})
     logger.info("Pseudo-labels of %d utterances in %s: %s", len(ids), folder, stats)
     return stats
