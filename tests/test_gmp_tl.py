@@ -477,3 +477,69 @@ def test_killed_stage_resumes_with_the_same_command(fold1):
     assert results["folds"][0]["UA"] == pytest.approx(
         fold1["results"]["folds"][0]["UA"]
     )
+
+
+# ------------------------------------------------------------ recipe configuration
+
+EMODB_RECIPE = os.path.join(os.path.dirname(RECIPE), "..", "EmoDB", "gmp_tl")
+
+
+@pytest.mark.parametrize("recipe", [RECIPE, EMODB_RECIPE])
+def test_steps_chain_their_folders(recipe):
+    from ser_lib.multistage import resolved_hparams
+
+    overrides = {"data_folder": "/d", "output_root": "/o", "encoder_source": "/m"}
+    values = {
+        name: resolved_hparams(recipe, f"hparams/{name}.yaml", overrides)
+        for name in ("stageA_mtl", "pseudo_labels", "stageB_gmp", "stageC_ams")
+    }
+    stage_a = values["stageA_mtl"]["output_folder"]
+    assert values["pseudo_labels"]["encoder_folder"] == stage_a + "/encoder"
+    assert (
+        values["stageB_gmp"]["frame_label_folder"]
+        == (values["pseudo_labels"]["output_folder"])
+    )
+    assert values["stageC_ams"]["stage_b_encoder"] == (
+        values["stageB_gmp"]["output_folder"] + "/encoder"
+    )
+    assert values["stageA_mtl"]["gender_weight"] == pytest.approx(0.1)
+    assert values["stageA_mtl"]["label_scales"] == [64, 512, 4096]
+    assert values["pseudo_labels"]["kmeans_layer"] == -3
+
+
+def test_emodb_recipe_builds_a_whisper_stage_a(tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    from ser_lib.cross_validation import recipe_context
+
+    config = WhisperConfig(
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    WhisperModel(config).save_pretrained(tmp_path / "w")
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp_path / "w")
+    overrides = {
+        "data_folder": str(tmp_path),
+        "output_root": str(tmp_path / "out"),
+        "encoder_source": str(tmp_path / "w"),
+        "encoder_dim": 16,
+    }
+    sys.path.insert(0, os.path.dirname(os.path.abspath(EMODB_RECIPE)))
+    try:
+        with recipe_context(EMODB_RECIPE), open("hparams/stageA_mtl.yaml") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+    finally:
+        sys.path.pop(0)
+    assert isinstance(hparams["encoder"], TrainableWhisperEncoder)
+    assert hparams["head"].output.out_features == len(hparams["classes"]) + 2
