@@ -30,6 +30,7 @@ from ser_lib.cross_validation import (
     recipe_context,
     write_results,
 )
+from ser_lib.data.class_map import _TagIgnoringLoader
 
 logger = get_logger(__name__)
 
@@ -59,13 +60,6 @@ class Stage:
     script: str = "train.py"
     done_file: str = "done.json"
     overrides: dict = field(default_factory=dict)
-
-
-class _TagIgnoringLoader(yaml.SafeLoader):
-    """Reads HyperPyYAML tags (``!new:``, ``!name:``...) as None."""
-
-
-_TagIgnoringLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def resolved_hparams(recipe_dir, hparams_file, overrides):

@@ -69,9 +69,11 @@ class InLoopBrain(ProgressBrain):
     The encoder module is ``modules.encoder`` (:mod:`ser_lib.inloop.encoder`).
     """
 
+    _fit_wall_start = None
+
     def init_optimizers(self):
         """One parameter group per module with trainable weights, with its LR scale."""
-        scales = dict(getattr(self.hparams, "lr_scales", None) or {})
+        scales = dict(self.hparams.lr_scales or {})
         unknown = set(scales) - set(self.modules.keys())
         if unknown:
             raise ValueError(f"lr_scales names unknown modules {sorted(unknown)}")
@@ -150,9 +152,8 @@ class InLoopBrain(ProgressBrain):
 
     def finish(self, info):
         """Exports the encoder, then writes ``done.json`` (main process only)."""
-        start = getattr(self, "_fit_wall_start", None)
-        if start is not None:
-            info = {**info, "wall_seconds_this_run": time.time() - start}
+        if self._fit_wall_start is not None:
+            info = {**info, "wall_seconds_this_run": time.time() - self._fit_wall_start}
         run_on_main(self.export_encoder)
         if if_main_process():
             write_done(self.hparams.output_folder, info)
