@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -543,3 +544,27 @@ def test_emodb_recipe_builds_a_whisper_stage_a(tmp_path):
         sys.path.pop(0)
     assert isinstance(hparams["encoder"], TrainableWhisperEncoder)
     assert hparams["head"].output.out_features == len(hparams["classes"]) + 2
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_hubert_group_dir):
+    settings = dict(
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        mask_time_prob=0.0,
+    )
+    grads = []
+    for checkpointing in (False, True):
+        enc = TrainableHFEncoder(
+            tiny_hubert_group_dir, gradient_checkpointing=checkpointing, **settings
+        ).train()
+        with warnings.catch_warnings():  # a deprecated name in transformers 5
+            warnings.simplefilter("ignore", FutureWarning)
+            assert enc.model.is_gradient_checkpointing == checkpointing
+        torch.manual_seed(0)
+        feats, _ = enc(torch.randn(2, 4000), torch.tensor([1.0, 0.7]))
+        feats.pow(2).sum().backward()
+        grads.append(
+            torch.cat([p.grad.flatten() for p in enc.model.encoder.parameters()])
+        )
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
