@@ -24,13 +24,15 @@ import yaml
 from hyperpyyaml import resolve_references
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.cross_validation import (
+from ser_lib.cross_validation import overrides_to_args, recipe_context
+from ser_lib.data.class_map import _TagIgnoringLoader
+from ser_lib.fold_results import (
+    METRICS_FILE,
     aggregate_folds,
-    overrides_to_args,
-    recipe_context,
+    read_fold_metrics,
+    results_table,
     write_results,
 )
-from ser_lib.data.class_map import _TagIgnoringLoader
 
 logger = get_logger(__name__)
 
@@ -162,16 +164,23 @@ def cross_validate_stages(
     fold_key="test_session",
     aggregate_only=False,
     extra_args=(),
-    make_report=True,
+    post_run=None,
 ):
     """Runs (or resumes) every fold's stages, then aggregates the finished folds.
 
     The last stage must write ``metrics.json`` (the fold's result).
 
+    Arguments
+    ---------
+    post_run : callable, optional
+        Called last as ``post_run(fold_folders, results_folder)`` with the last
+        stage's folder of every fold (e.g.
+        :func:`ser_lib.report.report_after_cross_validation`).
+
     Returns
     -------
     dict
-        See :func:`ser_lib.cross_validation.aggregate_folds`.
+        See :func:`ser_lib.fold_results.aggregate_folds`.
     """
     fold_metrics, final_folders = {}, {}
     last = stages[-1]
@@ -179,7 +188,7 @@ def cross_validate_stages(
         overrides = {**common_overrides, **last.overrides, fold_key: fold}
         final = stage_output_folder(recipe_dir, last, overrides)
         final_folders[fold] = final
-        metrics_path = os.path.join(final, "metrics.json")
+        metrics_path = os.path.join(final, METRICS_FILE)
         if not os.path.isfile(metrics_path) and not aggregate_only:
             run_fold(
                 recipe_dir,
@@ -192,9 +201,9 @@ def cross_validate_stages(
             )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
-        if os.path.isfile(metrics_path):
-            with open(metrics_path, encoding="utf-8") as f:
-                fold_metrics[fold] = json.load(f)
+        metrics = read_fold_metrics(final)
+        if metrics is not None:
+            fold_metrics[fold] = metrics
         else:
             logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
     results = aggregate_folds(fold_metrics)
@@ -203,11 +212,8 @@ def cross_validate_stages(
         results["missing_folds"] = missing
     json_path, md_path = write_results(results, results_folder)
     logger.info("Results: %s, %s", json_path, md_path)
-    if make_report:
-        from ser_lib.report import build_report
-
-        report = build_report(final_folders, os.path.join(results_folder, "report"))
-        logger.info("Report: %s", report["readme"])
+    if post_run is not None:
+        post_run(final_folders, results_folder)
     return results
 
 
@@ -229,17 +235,17 @@ def parse_stage_overrides(text, stages):
     return loaded
 
 
-def multistage_main(argv, recipe_dir, stages, default_folds, description=None):
+def multistage_main(
+    argv, recipe_dir, stages, default_folds, description=None, post_run=None
+):
     """Main of a multi-stage recipe's ``cross_validate.py``; prints the table.
 
     Options: ``--data_folder``, ``--output_folder`` (``output_root``), ``--folds``,
     ``--overrides`` (YAML mapping for every stage), ``--stage_overrides`` (YAML
     ``{stage name: mapping}``), ``--aggregate_only``, ``--results_folder``,
-    ``--device``, ``--no_report``.
+    ``--device``, ``--no_report`` (skips ``post_run``, e.g. the report).
     """
     import argparse
-
-    from ser_lib.cross_validation import results_table
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data_folder", required=True)
@@ -281,7 +287,7 @@ def multistage_main(argv, recipe_dir, stages, default_folds, description=None):
         os.path.abspath(args.results_folder or output_folder),
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
-        make_report=not args.no_report,
+        post_run=None if args.no_report else post_run,
     )
     print(results_table(results))
     return results

@@ -16,9 +16,9 @@ import soundfile as sf
 import torch
 from fixtures_iemocap import make_iemocap_fixture
 
-from ser_lib.cross_validation import aggregate_folds
 from ser_lib.data.manifest import read_manifest
 from ser_lib.features import CacheMismatchError, FeatureCache
+from ser_lib.fold_results import aggregate_folds
 from ser_lib.inloop.data import inloop_dataio, label_encoders, waveform_dataset
 from ser_lib.inloop.encoder import TrainableHFEncoder, TrainableWhisperEncoder
 from ser_lib.inloop.heads import AMSoftmaxObjective, CosineClassifier
