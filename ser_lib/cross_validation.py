@@ -122,13 +122,48 @@ def fold_folders(hparams_file, overrides, recipe_dir):
     Returns
     -------
     dict
-        ``output_folder`` and ``adapter_folder`` as absolute paths.
+        ``output_folder`` and ``adapter_folder`` as absolute paths
+        (``adapter_folder`` None for a configuration without an adapter stage), and
+        ``needs_adapter`` (see :func:`needs_adapter_stage`).
     """
     hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
+    adapter_folder = hparams["adapter_folder"]
     return {
         "output_folder": os.path.abspath(hparams["output_folder"]),
-        "adapter_folder": os.path.abspath(hparams["adapter_folder"]),
+        "adapter_folder": adapter_folder and os.path.abspath(adapter_folder),
+        "needs_adapter": needs_adapter_stage(hparams),
     }
+
+
+def needs_adapter_stage(hparams):
+    """Whether a stage-2 configuration needs stage 1 (the adapter) to run first.
+
+    No when ``adapter_folder`` is null (a configuration without an adapter, e.g.
+    ``hparams/baseline.yaml``) or the backbone starts at random
+    (``backbone_init: random``, the "w/o adapter training" ablation).
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded stage-2 hparams: ``adapter_folder``, and ``backbone_init`` when
+        ``adapter_folder`` is set.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> needs_adapter_stage({"adapter_folder": None})
+    False
+    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "random"})
+    False
+    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "teacher"})
+    True
+    """
+    if hparams["adapter_folder"] is None:
+        return False
+    return hparams["backbone_init"] != "random"
 
 
 def aggregate_folds(fold_metrics):
@@ -262,7 +297,8 @@ def cross_validate(
     train_script : str
         The recipe's training script.
     skip_adapter : bool
-        Do not run stage 1 (for ``backbone_init: random``).
+        Do not run stage 1. Without it, stage 1 is skipped anyway when the stage-2
+        configuration has no adapter stage (:func:`needs_adapter_stage`).
     aggregate_only : bool
         Run nothing; aggregate the folds already finished (folds launched as
         separate jobs).
@@ -289,10 +325,15 @@ def cross_validate(
         stage2_folders[fold] = folders["output_folder"]
         metrics_path = os.path.join(folders["output_folder"], "metrics.json")
         if not os.path.isfile(metrics_path) and not aggregate_only:
-            teacher = os.path.join(folders["adapter_folder"], "teacher.ckpt")
-            if skip_adapter or os.path.isfile(teacher):
+            if skip_adapter or not folders["needs_adapter"]:
+                logger.info("Fold %s: no stage 1 (no adapter stage)", fold)
+            elif os.path.isfile(
+                os.path.join(folders["adapter_folder"], "teacher.ckpt")
+            ):
                 logger.info(
-                    "Fold %s: stage 1 skipped (%s)", fold, folders["adapter_folder"]
+                    "Fold %s: stage 1 done earlier (%s)",
+                    fold,
+                    folders["adapter_folder"],
                 )
             else:
                 logger.info("Fold %s: stage 1 (adapter training)", fold)
