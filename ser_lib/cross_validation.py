@@ -11,13 +11,23 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 import numpy as np
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
+
+from ser_lib.run_info import (
+    git_state,
+    read_run_info,
+    record_fold,
+    stage_schedule,
+    write_run_info,
+)
 
 logger = get_logger(__name__)
 
@@ -124,7 +134,8 @@ def fold_folders(hparams_file, overrides, recipe_dir):
     dict
         ``output_folder`` and ``adapter_folder`` as absolute paths
         (``adapter_folder`` None for a configuration without an adapter stage), and
-        ``needs_adapter`` (see :func:`needs_adapter_stage`).
+        ``needs_adapter`` (see :func:`needs_adapter_stage`), ``schedule`` (see
+        :func:`ser_lib.run_info.stage_schedule`).
     """
     hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
     adapter_folder = hparams["adapter_folder"]
@@ -132,6 +143,7 @@ def fold_folders(hparams_file, overrides, recipe_dir):
         "output_folder": os.path.abspath(hparams["output_folder"]),
         "adapter_folder": adapter_folder and os.path.abspath(adapter_folder),
         "needs_adapter": needs_adapter_stage(hparams),
+        "schedule": stage_schedule(hparams),
     }
 
 
@@ -250,7 +262,14 @@ def write_results(results, output_folder, title="Cross-validation results"):
 
 
 def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
-    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder."""
+    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder.
+
+    Returns
+    -------
+    float
+        Its wall time in seconds.
+    """
+    start = time.monotonic()
     cmd = [sys.executable, train_script, hparams_file, *overrides_to_args(overrides)]
     cmd += list(extra_args)
     logger.info("Running: %s (in %s)", " ".join(cmd), recipe_dir)
@@ -260,6 +279,7 @@ def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
             f"{' '.join(cmd)} failed with exit code {completed.returncode} "
             f"(in {recipe_dir}); fix the error above and re-run: finished work is kept"
         )
+    return time.monotonic() - start
 
 
 def cross_validate(
@@ -277,8 +297,12 @@ def cross_validate(
     aggregate_only=False,
     extra_args=(),
     make_report=True,
+    command=None,
 ):
     """Runs (or resumes) the folds, then aggregates every finished fold.
+
+    Also writes ``results_folder/run_info.json`` (:mod:`ser_lib.run_info`): the
+    command, git commit, schedules, each fold's folders and stage wall times.
 
     Arguments
     ---------
@@ -309,6 +333,9 @@ def cross_validate(
     make_report : bool
         Also write ``results_folder/report/`` (pictures and README.md, see
         :func:`ser_lib.report.build_report`).
+    command : str, optional
+        The command line to record in ``run_info.json`` (kept from an earlier run
+        when None).
 
     Returns
     -------
@@ -318,14 +345,22 @@ def cross_validate(
     adapter_overrides = adapter_overrides or {}
     finetune_overrides = finetune_overrides or {}
     fold_metrics, stage2_folders = {}, {}
+    info = read_run_info(results_folder)
+    info["command"] = command or info["command"]
+    info["git"] = git_state(recipe_dir)
     for fold in folds:
         stage2 = {**common_overrides, **finetune_overrides, fold_key: fold}
         stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
         folders = fold_folders(finetune_hparams, stage2, recipe_dir)
+        info["schedule"]["stage2"] = folders["schedule"]
+        uses_adapter = folders["needs_adapter"] and not skip_adapter
+        if not uses_adapter:
+            info["schedule"]["stage1"] = None
         stage2_folders[fold] = folders["output_folder"]
         metrics_path = os.path.join(folders["output_folder"], "metrics.json")
+        seconds = {}
         if not os.path.isfile(metrics_path) and not aggregate_only:
-            if skip_adapter or not folders["needs_adapter"]:
+            if not uses_adapter:
                 logger.info("Fold %s: no stage 1 (no adapter stage)", fold)
             elif os.path.isfile(
                 os.path.join(folders["adapter_folder"], "teacher.ckpt")
@@ -337,11 +372,26 @@ def cross_validate(
                 )
             else:
                 logger.info("Fold %s: stage 1 (adapter training)", fold)
-                run_stage(recipe_dir, train_script, adapter_hparams, stage1, extra_args)
+                info["schedule"]["stage1"] = stage_schedule(
+                    load_recipe_hparams(recipe_dir, adapter_hparams, stage1)
+                )
+                seconds["stage1"] = run_stage(
+                    recipe_dir, train_script, adapter_hparams, stage1, extra_args
+                )
             logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
-            run_stage(recipe_dir, train_script, finetune_hparams, stage2, extra_args)
+            seconds["stage2"] = run_stage(
+                recipe_dir, train_script, finetune_hparams, stage2, extra_args
+            )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+        record_fold(
+            info,
+            fold,
+            folders["output_folder"],
+            folders["adapter_folder"] if uses_adapter else None,
+            seconds,
+        )
+        write_run_info(results_folder, info)
         if os.path.isfile(metrics_path):
             with open(metrics_path, encoding="utf-8") as f:
                 fold_metrics[fold] = json.load(f)
@@ -406,6 +456,20 @@ def read_cv_config(path):
     return sections
 
 
+def cv_command(recipe_dir, argv):
+    """The command line of a recipe's ``cross_validate.py``, run from the repository.
+
+    Example
+    -------
+    >>> cv_command("/x/recipes/EmoDB", ["--folds", "1", "2", "--overrides={a: 1}"])
+    "python recipes/EmoDB/cross_validate.py --folds 1 2 '--overrides={a: 1}'"
+    """
+    script = (
+        f"recipes/{os.path.basename(os.path.normpath(recipe_dir))}/cross_validate.py"
+    )
+    return shlex.join(["python", script, *argv])
+
+
 def cross_validate_main(argv, recipe_dir, default_folds, description=None):
     """Main of a recipe's ``cross_validate.py``; prints and returns the results."""
     args = parse_cv_args(argv, default_folds, description)
@@ -436,6 +500,7 @@ def cross_validate_main(argv, recipe_dir, default_folds, description=None):
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
         make_report=not args.no_report,
+        command=None if args.aggregate_only else cv_command(recipe_dir, argv),
     )
     print(results_table(results))
     return results

@@ -18,6 +18,7 @@ from speechbrain.nnet.linear import Linear
 
 from ser_lib.brains import BaselineBrain
 from ser_lib.models import LayerWeightedSum, mean_pool
+from ser_lib.results import collect_row, row_figures
 
 RECIPE = os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "recipes", "IEMOCAP")
@@ -110,6 +111,18 @@ def test_baseline_fold_through_the_driver(tmp_path):
     assert metrics["n_test"] == len(test_ids)
     wa = 100.0 * (predictions["true"] == predictions["predicted"]).mean()
     assert wa == pytest.approx(metrics["WA"])
+    # run_info.json: the command, the schedule (no stage 1), the fold's stage times;
+    # the row's small files can be collected for the results table.
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["command"].startswith("python recipes/IEMOCAP/cross_validate.py ")
+    assert "hparams/baseline.yaml" in info["command"]
+    assert info["schedule"]["stage1"] is None
+    assert info["schedule"]["stage2"]["number_of_epochs"] == 2
+    assert info["folds"]["1"]["folder"] == str(fold_dir / "baseline")
+    assert info["folds"]["1"]["stage1_s"] is None
+    assert isinstance(info["folds"]["1"]["stage2_s"], float)
+    assert collect_row(str(out), str(tmp_path / "row")) == [1]
+    assert row_figures(str(tmp_path / "row"))["UA"]["per_fold"] == [metrics["UA"]]
     # The learned layer weights are in the checkpoint and moved from their start.
     (ckpt,) = (fold_dir / "baseline" / "save").glob("CKPT*")
     weights = torch.load(ckpt / "layer_mix.ckpt")["layer_weights"]
