@@ -347,7 +347,7 @@ def cross_validate(
     fold_metrics, stage2_folders = {}, {}
     info = read_run_info(results_folder)
     info["command"] = command or info["command"]
-    info["git"] = git_state(recipe_dir)
+    git = git_state(recipe_dir)
     for fold in folds:
         stage2 = {**common_overrides, **finetune_overrides, fold_key: fold}
         stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
@@ -390,6 +390,7 @@ def cross_validate(
             folders["output_folder"],
             folders["adapter_folder"] if uses_adapter else None,
             seconds,
+            git=git,
         )
         write_run_info(results_folder, info)
         if os.path.isfile(metrics_path):

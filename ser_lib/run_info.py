@@ -1,7 +1,8 @@
 """``run_info.json``: how a cross-validation results folder was made.
 
 The fold driver (:func:`ser_lib.cross_validation.cross_validate`) writes it next to
-``cv_results.json``: the command line, the git commit of the code, the training
+``cv_results.json``: the command line, the git commit of the code that trained (per
+fold, and the latest at the top), the training
 schedule of each stage, and per fold its stage-2 folder, its stage-1 export folder
 and the wall time of each stage it ran. A re-run keeps what earlier runs recorded
 (folds finished earlier keep their times). The results table
@@ -13,7 +14,8 @@ Layout::
      "git": {"commit": "<sha>", "dirty": false},
      "schedule": {"stage1": {...} or null, "stage2": {...}},
      "folds": {"1": {"folder": ".../fold1/finetune", "adapter_folder": ... or null,
-                     "stage1_s": 12.5 or null, "stage2_s": 30.1}},
+                     "stage1_s": 12.5 or null, "stage2_s": 30.1,
+                     "git": {"commit": ..., "dirty": ...} of the run that trained it}},
      "wall_s": {"stage1": ..., "stage2": ..., "total": ...}}
 """
 
@@ -86,8 +88,8 @@ def read_run_info(folder):
         return json.load(f)
 
 
-def record_fold(info, fold, folder, adapter_folder, seconds):
-    """Records a fold's folders and the wall time of the stages that just ran.
+def record_fold(info, fold, folder, adapter_folder, seconds, git=None):
+    """Records a fold's folders, and the wall time and code of the stages that ran.
 
     Arguments
     ---------
@@ -102,13 +104,16 @@ def record_fold(info, fold, folder, adapter_folder, seconds):
     seconds : dict
         Stage (``stage1`` / ``stage2``) -> wall time in seconds of the stages run
         now; stages not in it keep their earlier time (None when never timed).
+    git : dict, optional
+        :func:`git_state` of the code; when a stage ran now, it becomes the fold's
+        ``git`` and the run's.
 
     Example
     -------
     >>> info = read_run_info(getfixture("tmp_path"))
     >>> record_fold(info, 2, "f2", None, {"stage2": 4.0})
     >>> info["folds"]["2"]
-    {'folder': 'f2', 'adapter_folder': None, 'stage1_s': None, 'stage2_s': 4.0}
+    {'folder': 'f2', 'adapter_folder': None, 'stage1_s': None, 'stage2_s': 4.0, 'git': None}
     """
     entry = info["folds"].get(str(fold), {})
     entry["folder"] = folder
@@ -116,6 +121,10 @@ def record_fold(info, fold, folder, adapter_folder, seconds):
     for stage in STAGES:
         key = f"{stage}_s"
         entry[key] = seconds.get(stage, entry.get(key))
+    if seconds:
+        entry["git"] = git
+        info["git"] = git
+    entry.setdefault("git", None)
     info["folds"][str(fold)] = entry
 
 

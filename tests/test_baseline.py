@@ -121,6 +121,8 @@ def test_baseline_fold_through_the_driver(tmp_path):
     assert info["folds"]["1"]["folder"] == str(fold_dir / "baseline")
     assert info["folds"]["1"]["stage1_s"] is None
     assert isinstance(info["folds"]["1"]["stage2_s"], float)
+    assert info["folds"]["1"]["git"] == info["git"]
+    assert set(info["git"]) == {"commit", "dirty"}
     assert collect_row(str(out), str(tmp_path / "row")) == [1]
     assert row_figures(str(tmp_path / "row"))["UA"]["per_fold"] == [metrics["UA"]]
     # The learned layer weights are in the checkpoint and moved from their start.
