@@ -19,7 +19,7 @@ A row spec (YAML, e.g. ``docs/results/emodb_rows.yaml``) names every row of the 
 ``cv_results.*``, per fold ``metrics.json``, ``predictions.csv`` and the training
 logs; never checkpoints) into ``rows_folder/<row>/``, so later sessions extend the
 table instead of re-running it. :func:`build_table` reads those files: per fold and
-mean ± std over folds (:func:`ser_lib.cross_validation.aggregate_folds`), pooled
+mean ± std over folds (:func:`ser_lib.fold_results.aggregate_folds`), pooled
 over every test utterance of the folds (:func:`ser_lib.metrics.ser_scores` on the
 concatenated ``predictions.csv``), per-class recall of the pooled confusion
 matrix, command, schedule and wall time (``run_info.json``). Rows without files are
@@ -35,14 +35,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ser_lib.cross_validation import METRICS, aggregate_folds, results_table
+from ser_lib.fold_results import (
+    METRICS,
+    METRICS_FILE,
+    aggregate_folds,
+    read_fold_metrics,
+    results_table,
+)
 from ser_lib.metrics import ser_scores
 from ser_lib.report.plots import per_class_recall
 from ser_lib.run_info import RUN_INFO_FILE, read_run_info
 
 ROW_FILES = ("cv_results.json", "cv_results.md")
 FOLD_FILES = (
-    "metrics.json",
+    METRICS_FILE,
     "predictions.csv",
     "train_log.txt",
     "train_log.jsonl",
@@ -135,7 +141,7 @@ def collect_row(results_folder, row_folder, with_report=False):
             shutil.copy2(os.path.join(results_folder, name), staging)
     copied = []
     for fold, entry in sorted(info["folds"].items(), key=lambda item: int(item[0])):
-        if not os.path.isfile(os.path.join(entry["folder"], "metrics.json")):
+        if read_fold_metrics(entry["folder"]) is None:
             continue
         target = os.path.join(staging, f"fold{fold}")
         os.makedirs(target)
@@ -175,7 +181,7 @@ def row_fold_folders(row_folder):
         for name in os.listdir(row_folder):
             match = _FOLD_FOLDER.match(name)
             path = os.path.join(row_folder, name)
-            if match and os.path.isfile(os.path.join(path, "metrics.json")):
+            if match and os.path.isfile(os.path.join(path, METRICS_FILE)):
                 folders[int(match.group(1))] = path
     return dict(sorted(folders.items()))
 
@@ -226,10 +232,7 @@ def row_figures(row_folder):
     folders = row_fold_folders(row_folder)
     if not folders:
         return None
-    fold_metrics = {}
-    for fold, folder in folders.items():
-        with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
-            fold_metrics[fold] = json.load(f)
+    fold_metrics = {fold: read_fold_metrics(folder) for fold, folder in folders.items()}
     aggregated = aggregate_folds(fold_metrics)
     pooled = pooled_scores(
         [os.path.join(folder, "predictions.csv") for folder in folders.values()]
