@@ -364,8 +364,13 @@ def row_section(name, row):
     lines += ["", f"Per-class recall (pooled, %): {recall}."]
     if row.get("wall_s"):
         wall = row["wall_s"]
+        stage1 = (
+            "no stage 1"
+            if (row["schedule"] or {}).get("stage1") is None
+            else f"stage 1 {wall['stage1']:.0f} s"
+        )
         lines.append(
-            f"Wall time: stage 1 {wall['stage1']:.0f} s, stage 2 "
+            f"Wall time (summed over folds): {stage1}, stage 2 "
             f"{wall['stage2']:.0f} s, total {wall['total']:.0f} s."
         )
     return "\n".join([*lines, ""])

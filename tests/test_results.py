@@ -122,6 +122,7 @@ def test_build_from_fold_folders(tmp_path):
     markdown = (tmp_path / "docs" / "RESULTS.md").read_text()
     assert "| `pending_row` | not run | pending |" in markdown
     assert "| `done_row` | two folds | 2 | 75.00 ± 0.00 | 70.83 |" in markdown
+    assert "no stage 1, stage 2 30 s, total 30 s." in markdown
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("intro\n") and readme.endswith("end\n")
     assert "| `done_row` | two folds | 2 | 75.00 ± 0.00 | 70.83 |" in readme
