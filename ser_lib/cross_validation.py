@@ -15,8 +15,10 @@ knows nothing of the report: what runs after the folds (the recipes'
 import argparse
 import contextlib
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 import yaml
 from hyperpyyaml import load_hyperpyyaml
@@ -28,6 +30,13 @@ from ser_lib.fold_results import (
     read_fold_metrics,
     results_table,
     write_results,
+)
+from ser_lib.run_info import (
+    git_state,
+    read_run_info,
+    record_fold,
+    stage_schedule,
+    write_run_info,
 )
 
 logger = get_logger(__name__)
@@ -131,17 +140,61 @@ def fold_folders(hparams_file, overrides, recipe_dir):
     Returns
     -------
     dict
-        ``output_folder`` and ``adapter_folder`` as absolute paths.
+        ``output_folder`` and ``adapter_folder`` as absolute paths
+        (``adapter_folder`` None for a configuration without an adapter stage), and
+        ``needs_adapter`` (see :func:`needs_adapter_stage`), ``schedule`` (see
+        :func:`ser_lib.run_info.stage_schedule`).
     """
     hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
+    adapter_folder = hparams["adapter_folder"]
     return {
         "output_folder": os.path.abspath(hparams["output_folder"]),
-        "adapter_folder": os.path.abspath(hparams["adapter_folder"]),
+        "adapter_folder": adapter_folder and os.path.abspath(adapter_folder),
+        "needs_adapter": needs_adapter_stage(hparams),
+        "schedule": stage_schedule(hparams),
     }
 
 
+def needs_adapter_stage(hparams):
+    """Whether a stage-2 configuration needs stage 1 (the adapter) to run first.
+
+    No when ``adapter_folder`` is null (a configuration without an adapter, e.g.
+    ``hparams/baseline.yaml``) or the backbone starts at random
+    (``backbone_init: random``, the "w/o adapter training" ablation).
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded stage-2 hparams: ``adapter_folder``, and ``backbone_init`` when
+        ``adapter_folder`` is set.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> needs_adapter_stage({"adapter_folder": None})
+    False
+    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "random"})
+    False
+    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "teacher"})
+    True
+    """
+    if hparams["adapter_folder"] is None:
+        return False
+    return hparams["backbone_init"] != "random"
+
+
 def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
-    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder."""
+    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder.
+
+    Returns
+    -------
+    float
+        Its wall time in seconds.
+    """
+    start = time.monotonic()
     cmd = [sys.executable, train_script, hparams_file, *overrides_to_args(overrides)]
     cmd += list(extra_args)
     logger.info("Running: %s (in %s)", " ".join(cmd), recipe_dir)
@@ -151,6 +204,7 @@ def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
             f"{' '.join(cmd)} failed with exit code {completed.returncode} "
             f"(in {recipe_dir}); fix the error above and re-run: finished work is kept"
         )
+    return time.monotonic() - start
 
 
 def cross_validate(
@@ -168,8 +222,12 @@ def cross_validate(
     aggregate_only=False,
     extra_args=(),
     post_run=None,
+    command=None,
 ):
     """Runs (or resumes) the folds, then aggregates every finished fold.
+
+    Also writes ``results_folder/run_info.json`` (:mod:`ser_lib.run_info`): the
+    command, git commit, schedules, each fold's folders and stage wall times.
 
     Arguments
     ---------
@@ -188,7 +246,8 @@ def cross_validate(
     train_script : str
         The recipe's training script.
     skip_adapter : bool
-        Do not run stage 1 (for ``backbone_init: random``).
+        Do not run stage 1. Without it, stage 1 is skipped anyway when the stage-2
+        configuration has no adapter stage (:func:`needs_adapter_stage`).
     aggregate_only : bool
         Run nothing; aggregate the folds already finished (folds launched as
         separate jobs).
@@ -200,6 +259,9 @@ def cross_validate(
         Called last as ``post_run(fold_folders, results_folder)`` with the stage-2
         folder of every fold (e.g.
         :func:`ser_lib.report.report_after_cross_validation`).
+    command : str, optional
+        The command line to record in ``run_info.json`` (kept from an earlier run
+        when None).
 
     Returns
     -------
@@ -209,25 +271,54 @@ def cross_validate(
     adapter_overrides = adapter_overrides or {}
     finetune_overrides = finetune_overrides or {}
     fold_metrics, stage2_folders = {}, {}
+    info = read_run_info(results_folder)
+    info["command"] = command or info["command"]
+    git = git_state(recipe_dir)
     for fold in folds:
         stage2 = {**common_overrides, **finetune_overrides, fold_key: fold}
         stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
         folders = fold_folders(finetune_hparams, stage2, recipe_dir)
+        info["schedule"]["stage2"] = folders["schedule"]
+        uses_adapter = folders["needs_adapter"] and not skip_adapter
+        if not uses_adapter:
+            info["schedule"]["stage1"] = None
         stage2_folders[fold] = folders["output_folder"]
         metrics_path = os.path.join(folders["output_folder"], METRICS_FILE)
+        seconds = {}
         if not os.path.isfile(metrics_path) and not aggregate_only:
-            teacher = os.path.join(folders["adapter_folder"], "teacher.ckpt")
-            if skip_adapter or os.path.isfile(teacher):
+            if not uses_adapter:
+                logger.info("Fold %s: no stage 1 (no adapter stage)", fold)
+            elif os.path.isfile(
+                os.path.join(folders["adapter_folder"], "teacher.ckpt")
+            ):
                 logger.info(
-                    "Fold %s: stage 1 skipped (%s)", fold, folders["adapter_folder"]
+                    "Fold %s: stage 1 done earlier (%s)",
+                    fold,
+                    folders["adapter_folder"],
                 )
             else:
                 logger.info("Fold %s: stage 1 (adapter training)", fold)
-                run_stage(recipe_dir, train_script, adapter_hparams, stage1, extra_args)
+                info["schedule"]["stage1"] = stage_schedule(
+                    load_recipe_hparams(recipe_dir, adapter_hparams, stage1)
+                )
+                seconds["stage1"] = run_stage(
+                    recipe_dir, train_script, adapter_hparams, stage1, extra_args
+                )
             logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
-            run_stage(recipe_dir, train_script, finetune_hparams, stage2, extra_args)
+            seconds["stage2"] = run_stage(
+                recipe_dir, train_script, finetune_hparams, stage2, extra_args
+            )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+        record_fold(
+            info,
+            fold,
+            folders["output_folder"],
+            folders["adapter_folder"] if uses_adapter else None,
+            seconds,
+            git=git,
+        )
+        write_run_info(results_folder, info)
         metrics = read_fold_metrics(folders["output_folder"])
         if metrics is not None:
             fold_metrics[fold] = metrics
@@ -288,6 +379,20 @@ def read_cv_config(path):
     return sections
 
 
+def cv_command(recipe_dir, argv):
+    """The command line of a recipe's ``cross_validate.py``, run from the repository.
+
+    Example
+    -------
+    >>> cv_command("/x/recipes/EmoDB", ["--folds", "1", "2", "--overrides={a: 1}"])
+    "python recipes/EmoDB/cross_validate.py --folds 1 2 '--overrides={a: 1}'"
+    """
+    script = (
+        f"recipes/{os.path.basename(os.path.normpath(recipe_dir))}/cross_validate.py"
+    )
+    return shlex.join(["python", script, *argv])
+
+
 def cross_validate_main(
     argv, recipe_dir, default_folds, description=None, post_run=None
 ):
@@ -324,6 +429,7 @@ def cross_validate_main(
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
         post_run=None if args.no_report else post_run,
+        command=None if args.aggregate_only else cv_command(recipe_dir, argv),
     )
     print(results_table(results))
     return results

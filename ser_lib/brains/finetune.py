@@ -11,12 +11,11 @@ import os
 
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
 
 from ser_lib.brains.adapter import EXPORT_FILES
-from ser_lib.brains.base import ProgressBrain, unwrap
-from ser_lib.brains.evaluation import EvaluationMixin
+from ser_lib.brains.base import unwrap
+from ser_lib.brains.classifier import UtteranceClassifierBrain
 from ser_lib.models.augment import augmentation_mask
 
 logger = get_logger(__name__)
@@ -24,21 +23,15 @@ logger = get_logger(__name__)
 BACKBONE_INITS = ("teacher", "student", "random")
 
 
-class FinetuneBrain(EvaluationMixin, ProgressBrain):
+class FinetuneBrain(UtteranceClassifierBrain):
     """SAP fine-tuning and evaluation (stage 2).
 
     Modules: ``backbone`` (``WAPTransformer``), ``sap``
     (``StatisticalAttentivePooling``), ``classifier`` (linear). Hparams:
     ``backbone_init`` (teacher | student | random), ``adapter_folder`` (stage-1 export),
-    ``freeze_backbone``, ``augment_mask_fraction``, ``label_encoder``,
-    ``lr_schedule``, ``epoch_counter``, ``train_logger``, ``output_folder``.
-
-    Evaluation writes ``predictions.csv`` (one row per utterance with every class
-    probability) and ``metrics.json`` (UA, WA, F1 in percent, confusion matrix, the
-    training utterances per class and the classes absent from training).
-
-    Under DDP the training scores in the log are over rank 0's share of the data;
-    every rank evaluates the whole validation and test sets and only rank 0 writes.
+    ``freeze_backbone``, ``augment_mask_fraction``, and those of
+    :class:`ser_lib.brains.classifier.UtteranceClassifierBrain` (training, evaluation
+    and its ``predictions.csv`` / ``metrics.json``).
     """
 
     replicated_modules = ("backbone", "sap", "classifier")
@@ -72,14 +65,6 @@ class FinetuneBrain(EvaluationMixin, ProgressBrain):
         unwrap(self.modules.backbone).load_state_dict(state)
         logger.info("Backbone initialised from the stage-1 %s (%s)", init, path)
 
-    def init_optimizers(self):
-        """Optimises the trainable parameters only (the backbone may be frozen)."""
-        params = [p for p in self.modules.parameters() if p.requires_grad]
-        self.optimizer = self.opt_class(params)
-        self.optimizers_dict = {"opt_class": self.optimizer}
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
-
     def compute_forward(self, batch, stage):
         """Backbone → SAP → classifier.
 
@@ -105,17 +90,3 @@ class FinetuneBrain(EvaluationMixin, ProgressBrain):
         embeddings = self.modules.sap(frames, lengths)
         logits = self.modules.classifier(embeddings)
         return {"logits": logits, "embeddings": embeddings}
-
-    def compute_objectives(self, predictions, batch, stage):
-        """Cross-entropy; evaluation stages also keep the predictions."""
-        logits = predictions["logits"]
-        targets = batch.emo_encoded.data.view(-1)  # [B]
-        loss = F.cross_entropy(logits, targets)
-        self.outputs.append(
-            (
-                list(batch.id),
-                targets.cpu(),
-                logits.detach().float().softmax(dim=-1).cpu(),
-            )
-        )
-        return loss

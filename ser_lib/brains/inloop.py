@@ -9,7 +9,8 @@
   multi-stage fold driver (:mod:`ser_lib.multistage`) reads.
 * :class:`UtteranceSERBrain`: encoder -> BiLSTM -> masked mean -> LinearP ->
   emotion (+ optional gender) outputs; CE or AM-Softmax (GMP-TL stages A and C);
-  evaluates the test set like the cached-feature Brains (``predictions.csv``,
+  evaluates the test set like the cached-feature Brains
+  (:class:`ser_lib.brains.classifier.UtteranceClassifierBrain`: ``predictions.csv``,
   ``metrics.json``).
 * :class:`PseudoLabelBrain`: masked-frame cross-entropy on frame-level pseudo-labels
   of several scales (GMP-TL stage B; HuBERT-style masking).
@@ -28,7 +29,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from ser_lib.brains.base import ProgressBrain, unwrap
-from ser_lib.brains.evaluation import EvaluationMixin
+from ser_lib.brains.classifier import UtteranceClassifierBrain
 from ser_lib.inloop.heads import IGNORE_INDEX
 from ser_lib.models.masking import random_frame_mask
 
@@ -164,7 +165,7 @@ class InLoopBrain(ProgressBrain):
         return super().fit(*args, **kwargs)
 
 
-class UtteranceSERBrain(EvaluationMixin, InLoopBrain):
+class UtteranceSERBrain(InLoopBrain, UtteranceClassifierBrain):
     """Utterance-level emotion (+ gender) classification with a trainable encoder.
 
     Modules: ``encoder``, ``pool`` (:class:`ser_lib.inloop.heads.BiLSTMMeanPool`),
@@ -173,7 +174,9 @@ class UtteranceSERBrain(EvaluationMixin, InLoopBrain):
     0). Hparams: ``emotion_objective`` (``CrossEntropyObjective`` or
     ``AMSoftmaxObjective``), ``gender_weight`` (1 - alpha_e; 0 = no gender task),
     ``n_classes``, ``label_encoder`` and those of :class:`InLoopBrain` and
-    :class:`ser_lib.brains.evaluation.EvaluationMixin`.
+    :class:`ser_lib.brains.classifier.UtteranceClassifierBrain` (whose evaluation,
+    ``predictions.csv`` and ``metrics.json``, it inherits; the parameter groups and
+    clipping are :class:`InLoopBrain`'s).
 
     The loss is ``(1 - gender_weight) L_emo + gender_weight L_gender`` (GMP-TL eq. 1
     with alpha_e = 1 - gender_weight); gender CE ignores unknown genders.

@@ -1,15 +1,10 @@
-"""Evaluation shared by the classification Brains: predictions, scores, files.
+"""Utterance classification on cached features: training, evaluation, output files.
 
-:class:`EvaluationMixin` keeps every prediction of a stage (ids, true class indices,
-class probabilities), scores them (UA, WA, F1 in percent), logs and checkpoints at the
-end of training epochs, and after training evaluates the test set into
-``predictions.csv`` and ``metrics.json`` (UA, WA, F1, loss, n_test, classes,
-confusion matrix, training class counts): the files the cross-validation driver
-(:func:`ser_lib.cross_validation.aggregate_folds`) and the report read.
-
-A Brain using it appends ``(ids, targets [B], probabilities [B, C])`` to
-``self.outputs`` in ``compute_objectives`` and has the hparams ``label_encoder``,
-``train_logger``, ``output_folder``, ``checkpoints_to_keep`` and ``epoch_counter``.
+The common ground of the stage-2 fine-tuning (:class:`ser_lib.brains.FinetuneBrain`)
+and the frozen-encoder baseline (:class:`ser_lib.brains.BaselineBrain`): cross-entropy
+on the utterance logits that a subclass's ``compute_forward`` returns, UA/WA/F1 per
+stage, model selection, and the evaluation files of the test fold that the fold
+driver, the report and the results table read.
 """
 
 import csv
@@ -18,27 +13,29 @@ import os
 
 import speechbrain as sb
 import torch
+import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
+from ser_lib.brains.base import ProgressBrain
 from ser_lib.metrics import confusion_matrix, ser_scores
 
 logger = get_logger(__name__)
 
 
-class EvaluationMixin:
-    """Predictions, scores and evaluation files of a classification Brain.
+class UtteranceClassifierBrain(ProgressBrain):
+    """Trains and evaluates an utterance classifier (subclasses give the forward).
 
-    Put it before the Brain base class: ``class MyBrain(EvaluationMixin, ProgressBrain)``.
+    ``compute_forward`` must return a dict with ``logits`` ``[B, C]``. Hparams:
+    ``label_encoder``, ``lr_schedule``, ``epoch_counter``, ``train_logger``,
+    ``checkpoints_to_keep``, ``output_folder``.
 
-    Example
-    -------
-    >>> class Scores(EvaluationMixin):
-    ...     pass
-    >>> brain = Scores()
-    >>> brain.outputs = [(["a", "b"], torch.tensor([0, 1]), torch.tensor([[0.9, 0.1], [0.8, 0.2]]))]
-    >>> brain.stage_scores(0.5)["WA"]
-    50.0
+    Evaluation writes ``predictions.csv`` (one row per utterance with every class
+    probability) and ``metrics.json`` (UA, WA, F1 in percent, confusion matrix, the
+    training utterances per class and the classes absent from training).
+
+    Under DDP the training scores in the log are over rank 0's share of the data;
+    every rank evaluates the whole validation and test sets and only rank 0 writes.
     """
 
     def __init__(self, *args, **kwargs):
@@ -46,6 +43,28 @@ class EvaluationMixin:
         self.train_stats = None
         self.outputs = []
         self.train_class_counts = None
+
+    def init_optimizers(self):
+        """Optimises the trainable parameters only (a subclass may freeze some)."""
+        params = [p for p in self.modules.parameters() if p.requires_grad]
+        self.optimizer = self.opt_class(params)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Cross-entropy; evaluation stages also keep the predictions."""
+        logits = predictions["logits"]
+        targets = batch.emo_encoded.data.view(-1)  # [B]
+        loss = F.cross_entropy(logits, targets)
+        self.outputs.append(
+            (
+                list(batch.id),
+                targets.cpu(),
+                logits.detach().float().softmax(dim=-1).cpu(),
+            )
+        )
+        return loss
 
     def reset_epoch_state(self, stage):
         """Clears the kept predictions."""
