@@ -16,7 +16,6 @@ from speechbrain.utils.logger import get_logger
 from ser_lib.data.manifest import read_manifest
 from ser_lib.features import FeatureCache
 from ser_lib.models.augment import oversample_minority
-from ser_lib.sampling import bucketed_batch_sampler
 
 logger = get_logger(__name__)
 
@@ -251,8 +250,9 @@ def dataio_prep(hparams):
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
     ``input_dim`` (checked against the cached features), ``max_frames``,
-    ``oversample_ratio`` (0 = off), ``batch_size``, ``num_buckets`` (0 = random
-    batches) and ``seed``.
+    ``oversample_ratio`` (0 = off), ``train_sampler`` (a builder called with the
+    training lengths, e.g. ``!name:ser_lib.sampling.PoolSortedBatchSampler``; None
+    for random batches of ``train_dataloader_opts``) and ``seed``.
 
     Returns
     -------
@@ -298,23 +298,13 @@ def dataio_prep(hparams):
     datasets["train_class_counts"] = counts
     datasets["absent_train_classes"] = absent
     datasets["train_batch_sampler"] = train_batch_sampler(
-        datasets["train"],
-        cache,
-        batch_size=hparams["batch_size"],
-        max_frames=hparams["max_frames"],
-        num_buckets=hparams["num_buckets"],
-        seed=hparams["seed"],
+        datasets["train"], cache, hparams["max_frames"], hparams["train_sampler"]
     )
     return datasets
 
 
-def train_batch_sampler(dataset, cache, batch_size, max_frames, num_buckets, seed):
-    """Length-bucketed training batches, or None for random batches.
-
-    Batches hold utterances of similar length (quantile buckets of SpeechBrain's
-    ``DynamicBatchSampler``) with a frame budget of ``batch_size`` mean-length
-    utterances, which cuts the padded frames of random batches (~74 % on
-    IEMOCAP-like durations) to a few percent (docs/BENCHMARKS.md, d).
+def train_batch_sampler(dataset, cache, max_frames, builder):
+    """The training batch sampler over ``dataset``, or None for random batches.
 
     Arguments
     ---------
@@ -322,26 +312,24 @@ def train_batch_sampler(dataset, cache, batch_size, max_frames, num_buckets, see
         A :func:`feature_dataset` (copies included).
     cache : FeatureCache
         Gives each utterance's number of frames.
-    batch_size : int
-        Batches hold about this many utterances on average.
     max_frames : int
         Training crops longer utterances to this many frames.
-    num_buckets : int
-        0 keeps random batches of ``batch_size`` utterances (returns None).
-    seed : int
-        Shuffling seed (the Brain calls ``set_epoch`` every epoch).
+    builder : callable or None
+        Called as ``builder(lengths=...)`` with the (cropped) frames of every
+        example: the YAML's ``train_sampler``, e.g.
+        :class:`ser_lib.sampling.PoolSortedBatchSampler` (the recipes' default,
+        batches of exactly ``batch_size``) or :func:`ser_lib.sampling.bucketed_sampler`.
+        None keeps random batches (returns None).
 
     Returns
     -------
-    speechbrain.dataio.sampler.DynamicBatchSampler or None
+    torch.utils.data.Sampler or None
+        A batch sampler with ``set_epoch`` (the Brain reshuffles it every epoch).
     """
-    if num_buckets <= 0:
+    if builder is None:
         return None
     lengths = [
         min(cache.num_frames(dataset.data[data_id]["source_id"]), max_frames)
         for data_id in dataset.data_ids
     ]
-    batch_length = max(int(round(batch_size * float(np.mean(lengths)))), max(lengths))
-    return bucketed_batch_sampler(
-        dataset, lengths, batch_length, num_buckets=num_buckets, seed=seed
-    )
+    return builder(lengths=lengths)
