@@ -87,6 +87,7 @@ def feature_dataset(
     random_crop=False,
     oversample_ratio=0.0,
     seed=0,
+    labelled=True,
 ):
     """A ``DynamicItemDataset`` of cached features for one manifest.
 
@@ -108,14 +109,23 @@ def feature_dataset(
         extra copies (``augment`` = 1) toward ``ratio`` x the majority count.
     seed : int
         Seed for the choice of copies.
+    labelled : bool
+        False for stage 1's sets, which may hold utterances of any label (or
+        none): the labels are neither checked nor served.
 
     Returns
     -------
     DynamicItemDataset
-        Output keys ``id``, ``feats``, ``emo_encoded``, ``augment``.
+        Output keys ``id``, ``feats``, ``emo_encoded`` (labelled only), ``augment``.
     """
     rows = read_manifest(csv_path, required_columns=DATASET_COLUMNS)
-    check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
+    if labelled:
+        check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
+    elif oversample_ratio > 0:
+        raise ValueError(
+            f"{csv_path}: minority-class oversampling needs labels "
+            "(oversample_ratio > 0 with an unlabelled training set)"
+        )
     missing = [row["ID"] for row in rows if row["ID"] not in cache]
     if missing:
         raise KeyError(
@@ -165,6 +175,10 @@ def feature_dataset(
     def label_pipeline(emo):
         return torch.tensor([label_encoder.encode_label(emo)], dtype=torch.long)  # [1]
 
+    if not labelled:
+        return DynamicItemDataset(
+            data, dynamic_items=[feats_pipeline], output_keys=["id", "feats", "augment"]
+        )
     return DynamicItemDataset(
         data,
         dynamic_items=[feats_pipeline, label_pipeline],
@@ -250,7 +264,8 @@ def dataio_prep(hparams):
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
     ``input_dim`` (checked against the cached features), ``max_frames``,
-    ``oversample_ratio`` (0 = off), ``train_sampler`` (a builder called with the
+    ``oversample_ratio`` (0 = off), ``train_labelled`` (False for stage 1, whose
+    training set may hold utterances of any label), ``train_sampler`` (a builder called with the
     training lengths, e.g. ``!name:ser_lib.sampling.PoolSortedBatchSampler``; None
     for random batches of ``train_dataloader_opts``) and ``seed``.
 
@@ -291,10 +306,15 @@ def dataio_prep(hparams):
             random_crop=training,
             oversample_ratio=hparams["oversample_ratio"] if training else 0.0,
             seed=hparams["seed"],
+            labelled=hparams["train_labelled"] or not training,
         )
     if datasets["train"] is None:
         raise ValueError(f"The training manifest {hparams['train_csv']} is empty")
-    counts, absent = check_training_classes(hparams["train_csv"], hparams["classes"])
+    counts, absent = {}, []
+    if hparams["train_labelled"]:
+        counts, absent = check_training_classes(
+            hparams["train_csv"], hparams["classes"]
+        )
     datasets["train_class_counts"] = counts
     datasets["absent_train_classes"] = absent
     datasets["train_batch_sampler"] = train_batch_sampler(

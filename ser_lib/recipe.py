@@ -26,7 +26,10 @@ from ser_lib.features import prepare_features
 
 
 def prepare_data(hparams, recipe_dir, device="cpu"):
-    """Steps 3 and 4: the corpus preparation, then the feature cache of ``all_csv``.
+    """Steps 3 and 4: the corpus preparation, then the features of every utterance.
+
+    The cache covers ``all_csv`` and ``train_csv`` (stage 1's set holds utterances
+    outside ``all_csv`` with ``adapter_data: all_train`` or ``transductive``).
 
     Shared by :func:`train_main` and the cross-corpus evaluation
     (:mod:`ser_lib.cross_corpus`), which prepares a test corpus with the encoder of
@@ -37,7 +40,8 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     hparams : dict
         Loaded recipe hparams: ``prepare``, ``prepare_kwargs``, ``encoder_hparams``
         (relative to ``recipe_dir``, or absolute), ``encoder_overrides``, ``all_csv``,
-        ``data_folder``, ``feature_folder``, ``extraction_batch_seconds``.
+        ``train_csv``, ``data_folder``, ``feature_folder``,
+        ``extraction_batch_seconds``.
     recipe_dir : str
         The recipe folder.
     device : str
@@ -53,7 +57,8 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     ...     _ = (root / "all.csv").write_text("ID,duration,wav\\na,1.0,$data_root/a.wav\\n")
     >>> hparams = {"prepare": prepare, "prepare_kwargs": {"save_folder": root},
     ...     "encoder_hparams": "enc.yaml", "encoder_overrides": {},
-    ...     "all_csv": root / "all.csv", "data_folder": root,
+    ...     "all_csv": root / "all.csv", "train_csv": root / "all.csv",
+    ...     "data_folder": root,
     ...     "feature_folder": root / "feats", "extraction_batch_seconds": 10}
     >>> prepare_data(hparams, root)
     >>> sorted(p.name for p in (root / "feats").iterdir())
@@ -65,7 +70,9 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
         kwargs={
             "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
             "encoder_overrides": hparams["encoder_overrides"],
-            "csv_files": [hparams["all_csv"]],
+            # all_csv: every labelled utterance; train_csv: stage 1's set, which
+            # may hold more (adapter_data: all_train, transductive)
+            "csv_files": [hparams["all_csv"], hparams["train_csv"]],
             "data_root": hparams["data_folder"],
             "cache_dir": hparams["feature_folder"],
             "batch_seconds": hparams["extraction_batch_seconds"],

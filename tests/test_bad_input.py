@@ -71,6 +71,7 @@ def fold(tmp_path_factory):
         "input_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 0.0,
+        "train_labelled": True,
         "batch_size": 8,
         "train_sampler": None,
         "seed": 0,

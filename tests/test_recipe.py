@@ -184,6 +184,7 @@ def test_training_batch_samplers_cover_the_fold_with_less_padding(fold1):
         "input_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 1.0,
+        "train_labelled": True,
         "train_sampler": partial(PoolSortedBatchSampler, batch_size=4, pool_batches=8),
         "seed": 0,
     }
