@@ -3,13 +3,16 @@
 ``python train.py hparams/<stage>.yaml [--key=value ...]`` runs, in SpeechBrain's order:
 
 1. ``parse_arguments`` and ``ddp_init_group`` (``torchrun ... --distributed_launch``);
-2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything);
+2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything), then the stage identity
+   check (:mod:`ser_lib.stage_identity`): a stage folder holding a run of other
+   settings is refused before any work;
 3. ``run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])``: the corpus's
    prepare function (the only corpus-specific code) writes ``all.csv`` and the fold
    manifests;
 4. ``run_on_main(prepare_features, ...)``: the frozen encoder fills the feature cache
    (only utterances not cached yet);
-5. ``create_experiment_directory``, ``dataio_prep(hparams)``;
+5. ``create_experiment_directory`` (plus ``stage_settings.json``),
+   ``dataio_prep(hparams)``;
 6. ``hparams["brain_class"](...)`` (``AdapterBrain`` for stage 1, ``FinetuneBrain`` for
    stage 2), ``fit``, then ``conclude`` (stage 1 exports the adapter, stage 2 evaluates
    the test fold).
@@ -23,6 +26,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
+from ser_lib.stage_identity import check_stage, write_stage_settings
 
 
 def prepare_data(hparams, recipe_dir, device="cpu"):
@@ -103,6 +107,9 @@ def train_main(argv, recipe_dir):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
+    # A stage folder of other settings is refused before any work (StageSettingsError).
+    _, settings = check_stage(hparams)
+
     # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
     device = run_opts["device"] or sb.utils.distributed.infer_device()
     prepare_data(hparams, recipe_dir, device=device)
@@ -111,6 +118,10 @@ def train_main(argv, recipe_dir):
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
+    )
+    run_on_main(
+        write_stage_settings,
+        kwargs={"folder": hparams["output_folder"], "settings": settings},
     )
 
     datasets = dataio_prep(hparams)
