@@ -3,8 +3,12 @@
 Each fold runs the recipe's ``train.py`` twice as a subprocess, stage 1 (adapter) then
 stage 2 (fine-tuning and test), exactly as a user would run them by hand, so a fold
 launched here and one launched as a separate cluster job are the same thing. A fold is
-finished when its ``metrics.json`` exists (written last, atomically): a re-run skips
-finished folds, and ``train.py`` resumes unfinished ones from their checkpoints.
+finished when its ``metrics.json`` exists (written last, atomically) and the stage
+folders were written with the same settings (:mod:`ser_lib.stage_identity`): a
+re-run skips finished folds, ``train.py`` resumes unfinished ones from their
+checkpoints, and a run whose settings differ from a stage folder's is refused with
+the differing keys named (an ablation gets its own ``adapter_name`` /
+``finetune_name``).
 
 The folds' results are read and aggregated by :mod:`ser_lib.fold_results`; the driver
 knows nothing of the report: what runs after the folds (the recipes'
@@ -38,6 +42,7 @@ from ser_lib.run_info import (
     stage_schedule,
     write_run_info,
 )
+from ser_lib.stage_identity import StageSettingsError, check_stage
 
 logger = get_logger(__name__)
 
@@ -207,6 +212,54 @@ def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
     return time.monotonic() - start
 
 
+def stage_status(recipe_dir, hparams_file, overrides):
+    """The identity check of a stage's folder for these overrides.
+
+    Returns ``"new"``, ``"same"`` or ``"resumable"``; raises
+    :class:`ser_lib.stage_identity.StageSettingsError` when the folder holds a run
+    of other settings (see :func:`ser_lib.stage_identity.check_stage_settings`).
+    """
+    status, _ = check_stage(load_recipe_hparams(recipe_dir, hparams_file, overrides))
+    return status
+
+
+def adapter_stage_status(recipe_dir, hparams_file, overrides, adapter_folder):
+    """The identity check of a fold's stage-1 folder.
+
+    Arguments
+    ---------
+    recipe_dir, hparams_file, overrides
+        As for :func:`run_stage` (stage 1).
+    adapter_folder : str
+        Where stage 2 looks for the stage-1 export; it must lie in the stage-1
+        ``output_folder`` of these overrides (``adapter_name`` given to both stages).
+
+    Returns
+    -------
+    str
+        ``"new"``, ``"same"`` (and finished: the teacher is exported),
+        ``"unfinished"`` (same settings, no export yet) or ``"resumable"``.
+
+    Raises
+    ------
+    ser_lib.stage_identity.StageSettingsError
+        If the stage folders disagree or the folder holds a run of other settings.
+    """
+    hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
+    output_folder = os.path.abspath(hparams["output_folder"])
+    if os.path.dirname(os.path.abspath(adapter_folder)) != output_folder:
+        raise StageSettingsError(
+            f"Stage 2 would start from {adapter_folder} but stage 1 writes "
+            f"{output_folder}: give adapter_name to both stages (--overrides)"
+        )
+    status, _ = check_stage(hparams)
+    if status == "same" and not os.path.isfile(
+        os.path.join(adapter_folder, "teacher.ckpt")
+    ):
+        return "unfinished"
+    return status
+
+
 def cross_validate(
     recipe_dir,
     folds,
@@ -267,6 +320,12 @@ def cross_validate(
     -------
     dict
         The aggregated results (see :func:`ser_lib.fold_results.aggregate_folds`).
+
+    Raises
+    ------
+    ser_lib.stage_identity.StageSettingsError
+        When a stage folder holds a run of other settings (e.g. an ablation run
+        into the folders of the paper's settings): the message names the keys.
     """
     adapter_overrides = adapter_overrides or {}
     finetune_overrides = finetune_overrides or {}
@@ -285,29 +344,42 @@ def cross_validate(
         stage2_folders[fold] = folders["output_folder"]
         metrics_path = os.path.join(folders["output_folder"], METRICS_FILE)
         seconds = {}
-        if not os.path.isfile(metrics_path) and not aggregate_only:
-            if not uses_adapter:
-                logger.info("Fold %s: no stage 1 (no adapter stage)", fold)
-            elif os.path.isfile(
-                os.path.join(folders["adapter_folder"], "teacher.ckpt")
-            ):
-                logger.info(
-                    "Fold %s: stage 1 done earlier (%s)",
-                    fold,
-                    folders["adapter_folder"],
+        if not aggregate_only:
+            # Stage 1 first: stage 2's saved settings hold the stage-1 settings it
+            # started from, but not the ones this run asks for.
+            adapter_status = (
+                adapter_stage_status(
+                    recipe_dir, adapter_hparams, stage1, folders["adapter_folder"]
                 )
-            else:
-                logger.info("Fold %s: stage 1 (adapter training)", fold)
-                info["schedule"]["stage1"] = stage_schedule(
-                    load_recipe_hparams(recipe_dir, adapter_hparams, stage1)
-                )
-                seconds["stage1"] = run_stage(
-                    recipe_dir, train_script, adapter_hparams, stage1, extra_args
-                )
-            logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
-            seconds["stage2"] = run_stage(
-                recipe_dir, train_script, finetune_hparams, stage2, extra_args
+                if uses_adapter
+                else "same"
             )
+            if (
+                os.path.isfile(metrics_path)
+                and adapter_status == "same"
+                and stage_status(recipe_dir, finetune_hparams, stage2) == "same"
+            ):
+                logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+            else:
+                if not uses_adapter:
+                    logger.info("Fold %s: no stage 1 (no adapter stage)", fold)
+                elif adapter_status == "same":
+                    logger.info(
+                        "Fold %s: stage 1 skipped (%s)", fold, folders["adapter_folder"]
+                    )
+                else:
+                    logger.info("Fold %s: stage 1 (adapter training)", fold)
+                    info["schedule"]["stage1"] = stage_schedule(
+                        load_recipe_hparams(recipe_dir, adapter_hparams, stage1)
+                    )
+                    seconds["stage1"] = run_stage(
+                        recipe_dir, train_script, adapter_hparams, stage1, extra_args
+                    )
+                stage_status(recipe_dir, finetune_hparams, stage2)  # refuses early
+                logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
+                seconds["stage2"] = run_stage(
+                    recipe_dir, train_script, finetune_hparams, stage2, extra_args
+                )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
         record_fold(
