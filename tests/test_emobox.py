@@ -76,6 +76,7 @@ def test_folds_become_manifests(emobox_tree):
     assert _ids(fold1 / "test.csv") == ["demo-u0", "demo-u1", "demo-u2"]
     assert _ids(fold1 / "train.csv") == ["demo-u3", "demo-u4"]
     assert _ids(fold1 / "valid.csv") == []
+    assert _ids(fold1 / "adapter_all_train.csv") == ["demo-u3", "demo-u4"]
     assert _ids(t["out"] / "fold2" / "test.csv") == ["demo-u3", "demo-u4"]
     # The same options again: skipped; another class map: redone.
     assert not prepare_emobox(t["meta"], "demo", t["download"], t["out"], CLASS_MAP)

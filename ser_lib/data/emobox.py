@@ -18,6 +18,9 @@ speaker is unknown and written as the dataset name.
 
 * ``fold{k}/train.csv`` and ``fold{k}/test.csv``: exactly EmoBox's fold ``k``;
   ``fold{k}/valid.csv`` is empty (model = last epoch; EmoBox has no validation split);
+  the stage-1 sets ``fold{k}/adapter_{all_train,labelled,transductive}.csv``
+  (:func:`ser_lib.data.folds.write_adapter_sets`; ``all_train`` = ``labelled`` =
+  the fold's train set);
 * ``all.csv``: every utterance of any fold, with ``session`` = the fold whose test
   set holds it (0 if none).
 
@@ -38,6 +41,7 @@ import re
 from speechbrain.utils.logger import get_logger
 
 from ser_lib.data.class_map import apply_class_map, check_class_map
+from ser_lib.data.folds import write_adapter_sets
 from ser_lib.data.manifest import MANIFEST_COLUMNS, write_manifest
 from ser_lib.data.preparation import (
     UNKNOWN_GENDER,
@@ -350,12 +354,15 @@ def prepare_emobox(
     )
     for fold, splits in fold_ids.items():
         folder = os.path.join(save_folder, f"fold{fold}")
-        for split, ids in (*splits.items(), ("valid", [])):
+        sets = {
+            split: [rows[i] for i in ids if i in rows] for split, ids in splits.items()
+        }
+        for split, split_rows in (*sets.items(), ("valid", [])):
             write_manifest(
-                [rows[i] for i in ids if i in rows],
-                os.path.join(folder, f"{split}.csv"),
-                MANIFEST_COLUMNS,
+                split_rows, os.path.join(folder, f"{split}.csv"), MANIFEST_COLUMNS
             )
+        # Stage-1 sets: the fold's labelled train rows (all_train = labelled here).
+        write_adapter_sets(folder, sets["train"], sets["test"])
     save_prep_options(save_folder, options)
     logger.info("%s manifests written to %s", corpus, save_folder)
     return True
