@@ -8,21 +8,61 @@
    prepare function (the only corpus-specific code) writes ``all.csv`` and the fold
    manifests;
 4. ``run_on_main(prepare_features, ...)``: the frozen encoder fills the feature cache
-   (only utterances not cached yet);
+   (only utterances not cached yet); steps 3 and 4 run inside
+   :func:`preserved_random_state`, so training starts from the same random state
+   whether or not the manifests and the cache already existed;
 5. ``create_experiment_directory``, ``dataio_prep(hparams)``;
 6. ``hparams["brain_class"](...)`` (``AdapterBrain`` for stage 1, ``FinetuneBrain`` for
    stage 2), ``fit``, then ``conclude`` (stage 1 exports the adapter, stage 2 evaluates
    the test fold).
 """
 
+import contextlib
 import os
+import random
 
+import numpy as np
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
+
+
+@contextlib.contextmanager
+def preserved_random_state():
+    """Restores the global random generators (Python, numpy, torch) on exit.
+
+    Preparation and feature extraction run inside it, so whatever random numbers
+    they draw (or do not draw, when the manifests and the cache already exist),
+    training starts from the state that ``__set_seed`` and the YAML objects left:
+    a run depends only on (seed, data, hparams), not on whether a cache existed.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> with preserved_random_state():
+    ...     _ = torch.rand(3), np.random.rand(), random.random()
+    >>> after = torch.rand(1)
+    >>> _ = torch.manual_seed(0)
+    >>> bool(torch.equal(after, torch.rand(1)))
+    True
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def _cuda_devices():
+    """The CUDA devices whose generators :func:`preserved_random_state` restores."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def prepare_data(hparams, recipe_dir, device="cpu"):
@@ -59,19 +99,20 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     >>> sorted(p.name for p in (root / "feats").iterdir())
     ['feats', 'fingerprint.json', 'index.csv']
     """
-    run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
-    run_on_main(
-        prepare_features,
-        kwargs={
-            "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
-            "encoder_overrides": hparams["encoder_overrides"],
-            "csv_files": [hparams["all_csv"]],
-            "data_root": hparams["data_folder"],
-            "cache_dir": hparams["feature_folder"],
-            "batch_seconds": hparams["extraction_batch_seconds"],
-            "device": device,
-        },
-    )
+    with preserved_random_state():  # training must not depend on a cache existing
+        run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
+        run_on_main(
+            prepare_features,
+            kwargs={
+                "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
+                "encoder_overrides": hparams["encoder_overrides"],
+                "csv_files": [hparams["all_csv"]],
+                "data_root": hparams["data_folder"],
+                "cache_dir": hparams["feature_folder"],
+                "batch_seconds": hparams["extraction_batch_seconds"],
+                "device": device,
+            },
+        )
 
 
 def train_main(argv, recipe_dir):
