@@ -348,6 +348,7 @@ def run_feature_extraction(
     overwrite=False,
     num_workers=0,
     progress=True,
+    skip_ids=(),
 ):
     """Encodes every utterance of ``csv_files`` not yet in ``cache_dir``.
 
@@ -379,6 +380,9 @@ def run_feature_extraction(
         DataLoader workers reading audio.
     progress : bool
         Show a tqdm progress bar.
+    skip_ids : collection of str
+        Utterances not to encode (too short or silent, see
+        :mod:`ser_lib.audio_levels`).
 
     Returns
     -------
@@ -417,6 +421,8 @@ def run_feature_extraction(
     if isinstance(csv_files, (str, os.PathLike)):
         csv_files = [csv_files]
     utterances = _read_manifests(csv_files, data_root)
+    skip_ids = set(skip_ids)
+    utterances = {k: v for k, v in utterances.items() if k not in skip_ids}
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _prepare_cache_dir(cache_dir, encoder.fingerprint(), overwrite)
@@ -565,6 +571,7 @@ def prepare_features(
     overwrite=False,
     num_workers=0,
     progress=True,
+    skip_ids=(),
 ):
     """Builds the encoder of an encoder hparams file and fills the cache with it.
 
@@ -594,6 +601,8 @@ def prepare_features(
         DataLoader workers reading audio.
     progress : bool
         Show a tqdm progress bar.
+    skip_ids : collection of str
+        Utterances not to encode.
 
     Returns
     -------
@@ -616,7 +625,7 @@ def prepare_features(
     (80, 50)
     """
     encoder = load_encoder(encoder_hparams, encoder_overrides)
-    return extract_features(
+    run_feature_extraction(
         encoder,
         csv_files,
         cache_dir,
@@ -626,4 +635,6 @@ def prepare_features(
         overwrite=overwrite,
         num_workers=num_workers,
         progress=progress,
+        skip_ids=skip_ids,
     )
+    return FeatureCache(cache_dir)

@@ -27,6 +27,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from ser_lib.audio_levels import measure_manifest
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
 
@@ -77,15 +78,24 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     hparams : dict
         Loaded recipe hparams: ``prepare``, ``prepare_kwargs``, ``encoder_hparams``
         (relative to ``recipe_dir``, or absolute), ``encoder_overrides``, ``all_csv``,
-        ``data_folder``, ``feature_folder``, ``extraction_batch_seconds``.
+        ``data_folder``, ``feature_folder``, ``extraction_batch_seconds``,
+        ``audio_screen`` (:class:`ser_lib.audio_levels.AudioScreen`: the files too
+        short or silent to use are skipped, or stop the run).
     recipe_dir : str
         The recipe folder.
     device : str
         Where the encoder runs.
 
+    Returns
+    -------
+    dict
+        ID -> why it is skipped, for the utterances of ``all_csv`` too short or
+        silent to carry emotion (not extracted, left out of every dataset).
+
     Example
     -------
     >>> import numpy as np, soundfile as sf
+    >>> from ser_lib.audio_levels import AudioScreen
     >>> root = getfixture("tmp_path")
     >>> sf.write(root / "a.wav", np.random.randn(16000) * 0.1, 16000)
     >>> _ = (root / "enc.yaml").write_text("encoder: !new:ser_lib.encoders.FbankEncoder\\n")
@@ -94,13 +104,29 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     >>> hparams = {"prepare": prepare, "prepare_kwargs": {"save_folder": root},
     ...     "encoder_hparams": "enc.yaml", "encoder_overrides": {},
     ...     "all_csv": root / "all.csv", "data_folder": root,
-    ...     "feature_folder": root / "feats", "extraction_batch_seconds": 10}
+    ...     "feature_folder": root / "feats", "extraction_batch_seconds": 10,
+    ...     "audio_screen": AudioScreen(0.08, -60, "skip")}
     >>> prepare_data(hparams, root)
+    {}
     >>> sorted(p.name for p in (root / "feats").iterdir())
     ['feats', 'fingerprint.json', 'index.csv']
+    >>> sorted(p.name for p in root.iterdir() if p.suffix == ".csv")
+    ['all.csv', 'audio_levels.csv']
     """
     with preserved_random_state():  # training must not depend on a cache existing
         run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
+        run_on_main(
+            measure_manifest,
+            kwargs={
+                "csv_file": hparams["all_csv"],
+                "data_root": hparams["data_folder"],
+            },
+        )
+        # Every rank reads the measurements and applies the thresholds.
+        unusable = hparams["audio_screen"].screen(
+            measure_manifest(hparams["all_csv"], hparams["data_folder"]),
+            hparams["all_csv"],
+        )
         run_on_main(
             prepare_features,
             kwargs={
@@ -111,8 +137,10 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
                 "cache_dir": hparams["feature_folder"],
                 "batch_seconds": hparams["extraction_batch_seconds"],
                 "device": device,
+                "skip_ids": sorted(unusable),
             },
         )
+    return unusable
 
 
 def train_main(argv, recipe_dir):
@@ -139,7 +167,7 @@ def train_main(argv, recipe_dir):
 
     # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
     device = run_opts["device"] or sb.utils.distributed.infer_device()
-    prepare_data(hparams, recipe_dir, device=device)
+    unusable_audio = prepare_data(hparams, recipe_dir, device=device)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -147,7 +175,7 @@ def train_main(argv, recipe_dir):
         overrides=overrides,
     )
 
-    datasets = dataio_prep(hparams)
+    datasets = dataio_prep(hparams, skipped_audio=unusable_audio)
     hparams["label_encoder"] = datasets["label_encoder"]
 
     brain = hparams["brain_class"](

@@ -51,6 +51,7 @@ class FinetuneBrain(ProgressBrain):
         self.train_stats = None
         self.outputs = []
         self.train_class_counts = None
+        self.skipped_audio = {}
 
     def on_fit_start(self):
         """Initialises the backbone, then lets the checkpointer recover a run."""
@@ -233,6 +234,7 @@ class FinetuneBrain(ProgressBrain):
             metrics["classes_absent_from_training"] = [
                 label for label, count in self.train_class_counts.items() if count == 0
             ]
+        metrics["unusable_audio_skipped"] = self.skipped_audio
         metrics_path = os.path.join(folder, "metrics.json")
         with open(metrics_path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2)
@@ -254,6 +256,7 @@ class FinetuneBrain(ProgressBrain):
         results so the model can be used for inference.
         """
         self.train_class_counts = datasets["train_class_counts"]
+        self.skipped_audio = datasets["skipped_audio"]
         if if_main_process():
             self.hparams.label_encoder.save(
                 os.path.join(self.hparams.output_folder, "label_encoder.txt")
