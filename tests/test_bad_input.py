@@ -114,6 +114,50 @@ def test_preparation_lists_missing_wavs(tmp_path):
     assert gone in str(error.value)
 
 
+def test_missing_corrupt_and_broken_link_wavs_are_reported_in_one_pass(tmp_path):
+    corpus = make_iemocap_fixture(tmp_path / "corpus", utterances_per_dialog=4)
+    gone, corrupt, link = kept_wavs(corpus)[:3]
+    os.remove(gone)
+    with open(corrupt, "wb") as f:
+        f.write(b"not audio at all" * 20)
+    os.remove(link)
+    os.symlink(tmp_path / "moved" / "away.wav", link)
+    with pytest.raises(FileNotFoundError, match="^1 labelled") as error:
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "prep"))
+    message = str(error.value)
+    assert f"have no wav under {corpus['data_folder']}" in message
+    assert gone in message
+    assert "and 2 other wav(s) cannot be used:" in message
+    assert f"Cannot read audio file {corrupt}" in message
+    assert (
+        f"Audio file {link} is a broken symbolic link: it points to "
+        f"{tmp_path / 'moved' / 'away.wav'}, which does not exist" in message
+    )
+    # Without the missing one: an AudioError listing the other two.
+    write_wav(gone, 16000, 0.2)
+    with pytest.raises(AudioError, match=r"^2 of \d+ audio files cannot be used"):
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "prep"))
+
+
+def test_shared_preparation_reports_missing_and_corrupt_wavs_together(tmp_path):
+    from ser_lib.data.preparation import manifest_rows
+
+    write_wav(tmp_path / "ok.wav", 16000, 0.2)
+    (tmp_path / "corrupt.wav").write_bytes(b"not audio at all" * 20)
+    os.symlink(tmp_path / "nowhere.wav", tmp_path / "link.wav")
+    utterances = [
+        {"ID": name, "wav": f"{name}.wav", "emo": "neu"}
+        for name in ("ok", "corrupt", "gone", "link")
+    ]
+    with pytest.raises(FileNotFoundError) as error:
+        manifest_rows(utterances, str(tmp_path), "demo")
+    message = str(error.value)
+    assert message.startswith("demo: 1 labelled utterance(s) have no wav under")
+    assert str(tmp_path / "gone.wav") in message
+    assert f"Cannot read audio file {tmp_path / 'corrupt.wav'}" in message
+    assert f"Audio file {tmp_path / 'link.wav'} is a broken symbolic link" in message
+
+
 def test_extraction_lists_every_unusable_wav_before_encoding(tmp_path):
     write_wav(tmp_path / "ok.wav", 16000, 0.5)
     (tmp_path / "corrupt.wav").write_bytes(b"not audio at all" * 20)

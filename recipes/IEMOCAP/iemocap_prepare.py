@@ -48,7 +48,7 @@ from collections import Counter
 
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.audio import check_audio_files
+from ser_lib.audio import AudioError, audio_info, bad_wavs_error
 from ser_lib.data.folds import VALID_MODES, write_group_folds
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
@@ -428,10 +428,11 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     Raises
     ------
     FileNotFoundError
-        If wavs are missing: the count and the first expected paths.
+        If wavs are missing: the count and the first expected paths, then the
+        unusable ones as below.
     ser_lib.audio.AudioError
-        If wavs are unreadable, empty or truncated: the count and the first ones,
-        each with the reason.
+        If wavs are unreadable, empty, truncated or broken links: the count and the
+        first ones, each with the reason.
 
     Example
     -------
@@ -449,15 +450,26 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     """
     relatives = [wav_relative_path(utt) for utt in utterances]
     paths = [os.path.join(data_folder, *rel.split("/")) for rel in relatives]
-    missing = [path for path in paths if not os.path.isfile(path)]
-    if missing:
-        listed = "\n  ".join(missing[:max_listed_missing])
-        raise FileNotFoundError(
-            f"{len(missing)} labelled IEMOCAP utterance(s) have no wav under "
-            f"{data_folder}; first expected paths:\n  {listed}"
+    # Missing, unreadable, empty or truncated wavs and broken links: all listed in
+    # one error, so that one fix-and-rerun cycle is enough.
+    infos, missing, problems = [], [], []
+    for path in paths:
+        if not os.path.lexists(path):
+            missing.append(path)
+            continue
+        try:
+            infos.append(audio_info(path))
+        except AudioError as err:
+            problems.append(str(err))
+    if missing or problems:
+        raise bad_wavs_error(
+            missing,
+            problems,
+            len(paths),
+            "",
+            data_folder,
+            max_listed=max_listed_missing,
         )
-    # Unreadable, empty or truncated wavs: all listed in one AudioError.
-    infos = check_audio_files(paths, max_listed=max_listed_missing)
     rows = []
     for utt, relative, info in zip(utterances, relatives, infos, strict=True):
         rows.append(
