@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ser_lib.audio import AudioError, check_audio_files, read_audio
 from ser_lib.encoders import absolute_lengths, load_encoder
+from ser_lib.locking import FolderLock
 
 __all__ = [
     "CacheMismatchError",
@@ -424,7 +425,33 @@ def run_feature_extraction(
     skip_ids = set(skip_ids)
     utterances = {k: v for k, v in utterances.items() if k not in skip_ids}
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One writer at a time; other runs (e.g. folds run as separate jobs) wait.
+    with FolderLock(cache_dir, "extracting features", wait=True):
+        return _fill_cache(
+            encoder,
+            utterances,
+            cache_dir,
+            batch_seconds,
+            device,
+            overwrite,
+            num_workers,
+            progress,
+            start,
+        )
+
+
+def _fill_cache(
+    encoder,
+    utterances,
+    cache_dir,
+    batch_seconds,
+    device,
+    overwrite,
+    num_workers,
+    progress,
+    start,
+):
+    """The body of :func:`run_feature_extraction`, run under the cache's lock."""
     _prepare_cache_dir(cache_dir, encoder.fingerprint(), overwrite)
     feats_dir = cache_dir / FEATS_DIR
     todo = {

@@ -11,7 +11,9 @@
    (only utterances not cached yet); steps 3 and 4 run inside
    :func:`preserved_random_state`, so training starts from the same random state
    whether or not the manifests and the cache already existed;
-5. ``create_experiment_directory``, ``dataio_prep(hparams)``;
+5. ``create_experiment_directory``, ``dataio_prep(hparams)``; steps 3 to 6 hold the
+   stage folder's :class:`ser_lib.locking.FolderLock` (a second run on the same
+   folder stops at once, naming the holder's pid);
 6. ``hparams["brain_class"](...)`` (``AdapterBrain`` for stage 1, ``FinetuneBrain`` for
    stage 2), ``fit``, then ``conclude`` (stage 1 exports the adapter, stage 2 evaluates
    the test fold).
@@ -30,6 +32,7 @@ from speechbrain.utils.distributed import run_on_main
 from ser_lib.audio_levels import measure_manifest
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
+from ser_lib.locking import FolderLock
 
 
 @contextlib.contextmanager
@@ -165,6 +168,15 @@ def train_main(argv, recipe_dir):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
+    # One run per stage folder: a second one stops at once, naming the holder's pid.
+    with contextlib.ExitStack() as stack:
+        if sb.utils.distributed.if_main_process():
+            stack.enter_context(FolderLock(hparams["output_folder"], "training"))
+        return _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir)
+
+
+def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
+    """Steps 3 to 6 of :func:`train_main`, under the stage folder's lock."""
     # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
     device = run_opts["device"] or sb.utils.distributed.infer_device()
     unusable_audio = prepare_data(hparams, recipe_dir, device=device)
