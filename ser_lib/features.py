@@ -33,6 +33,7 @@ from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
 from ser_lib.audio import AudioError, check_audio_files, read_audio
+from ser_lib.disk_space import reporting_disk_full
 from ser_lib.encoders import absolute_lengths, load_encoder
 from ser_lib.locking import FolderLock
 
@@ -206,9 +207,10 @@ def _atomic_write(path, write, binary=True):
     )
     try:
         text = {"newline": "", "encoding": "utf-8"}
-        with open(tmp_path, "xb") if binary else open(tmp_path, "x", **text) as f:
-            write(f)
-        os.replace(tmp_path, path)
+        with reporting_disk_full(path):
+            with open(tmp_path, "xb") if binary else open(tmp_path, "x", **text) as f:
+                write(f)
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
