@@ -418,3 +418,20 @@ def test_fold_whose_training_lacks_a_class_warns_and_reports_it(fold, tmp_path, 
     expected = ser_scores(targets.numpy(), probs.argmax(dim=1).numpy())
     assert metrics["UA"] == pytest.approx(100 * expected["UA"])
     assert metrics["UA"] == pytest.approx(100 * (1 + 1 + 0) / 3)
+
+
+# ------------------------------------------------------------- file modes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_manifests_and_prep_options_respect_the_umask(tmp_path, umask):
+    corpus = make_iemocap_fixture(tmp_path / "corpus", utterances_per_dialog=4)
+    previous = os.umask(umask)
+    try:
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "prep"))
+    finally:
+        os.umask(previous)
+    written = [tmp_path / "prep" / "all.csv", tmp_path / "prep" / "prep_options.json"]
+    written += sorted((tmp_path / "prep").glob("fold*/*.csv"))
+    for path in written:
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask, path
