@@ -70,6 +70,23 @@ CLASSES = ("neu", "hap", "ang", "sad")
 """The 4 classes, in logging order."""
 STYLE_MARKERS = {"impro": "improvised", "script": "scripted"}
 """Substring of the dialog name -> style."""
+KNOWN_LABELS = (
+    "neu",
+    "hap",
+    "exc",
+    "ang",
+    "sad",
+    "fru",
+    "sur",
+    "fea",
+    "dis",
+    "oth",
+    "xxx",
+)
+"""The raw labels of the release; any other label (a typo such as ``Neu``) is warned
+about, naming its file and line."""
+ANNOTATION_ERRORS = ("error", "warn")
+"""What to do with utterance lines that do not parse: stop, or warn and drop them."""
 PREP_VERSION = 1
 """Bump when the outputs change for the same options, so old preparations redo."""
 
@@ -85,6 +102,8 @@ _LINE_RE = re.compile(
     r"\s+(?P<id>\S+)\s+(?P<label>\S+)\s+\[(?P<vad>[^\]]*)\]\s*$"
 )
 _FIRST_FIELD_RE = re.compile(r"^Ses(?P<session>\d+)[FM]$")
+# An utterance ID anywhere in a line: the line is meant as an utterance line.
+_UTT_ID_RE = re.compile(r"\bSes\d+[FM]_\S+_[FM]\d+\b")
 
 
 def parse_utterance_id(utt_id):
@@ -148,17 +167,21 @@ def parse_utterance_id(utt_id):
     }
 
 
-def read_emo_evaluation(path):
+def read_emo_evaluation(path, malformed=None):
     """Reads the utterance label lines of one ``EmoEvaluation/<dialog>.txt`` file.
 
-    Lines starting with ``[`` must read ``[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>
-    [V, A, D]``; every other line (the ``%`` header, annotator lines ``C-E1:``,
-    ``A-E1:``, blank lines) is ignored.
+    Utterance lines (starting with ``[``, or holding an utterance ID anywhere, such
+    as a line that lost its leading ``[``) must read ``[start - end]<TAB>UTT_ID<TAB>
+    LABEL<TAB>[V, A, D]``; every other line (the ``%`` header, annotator lines
+    ``C-E1:``, ``A-E1:``, blank lines) is ignored.
 
     Arguments
     ---------
     path : str
         The annotation file.
+    malformed : list or None
+        If given, receives one message (file, line, text) per utterance line that
+        does not parse, instead of the first raising ``ValueError``.
 
     Returns
     -------
@@ -183,9 +206,13 @@ def read_emo_evaluation(path):
     ...         "[6.2901 - 8.2357]\\tSes01F_impro01_F000\\tneu\\t[2.5000, 2.5000, 2.5000]\\n"
     ...         "C-E2:\\tNeutral;\\t()\\n"
     ...         "A-E3:\\tval 3; act 2; dom  2;\\t()\\n"
+    ...         "7.1 - 9.0]\\tSes01F_impro01_M001\\tang\\t[2.5, 3.5, 3.0]\\n"
     ...     )
-    >>> read_emo_evaluation(path)
+    >>> malformed = []
+    >>> read_emo_evaluation(path, malformed)
     [('Ses01F_impro01_F000', 'neu', 3)]
+    >>> print(malformed[0])  # doctest: +ELLIPSIS
+    /...Ses01F_impro01.txt, line 6: malformed utterance line '7.1 - 9.0]\\tSes01F_...
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -199,16 +226,20 @@ def read_emo_evaluation(path):
 
     entries = []
     for number, line in enumerate(lines, start=1):
-        if not line.lstrip().startswith("["):
+        if not line.lstrip().startswith("[") and _UTT_ID_RE.search(line) is None:
             continue
         match = _LINE_RE.match(line.strip())
         if match is None:
-            raise ValueError(
+            message = (
                 f"{path}, line {number}: malformed utterance line {line!r} "
                 "(expected '[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]')"
             )
+            if malformed is None:
+                raise ValueError(message)
+            malformed.append(message)
+            continue
         entries.append((match.group("id"), match.group("label"), number))
-    if not entries:
+    if not entries and not malformed:
         raise ValueError(
             f"IEMOCAP annotation file {path} has no utterance line "
             "('[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]')"
@@ -313,13 +344,21 @@ def check_data_folder(data_folder):
                 raise FileNotFoundError(f"IEMOCAP folder not found: {folder}")
 
 
-def collect_annotations(data_folder):
+def collect_annotations(data_folder, annotation_errors="error"):
     """Parses every annotated utterance of the release (all labels, all styles).
+
+    Every utterance line that does not parse is counted and listed with its file
+    and line: ``annotation_errors="error"`` stops with all of them, ``"warn"`` logs
+    them at WARNING and drops them. A label outside :data:`KNOWN_LABELS` (a typo
+    such as ``Neu``) is logged at WARNING with its file and line (it is then
+    dropped like any label outside the 4 classes).
 
     Arguments
     ---------
     data_folder : str
         The ``IEMOCAP_full_release`` folder (checked by :func:`check_data_folder`).
+    annotation_errors : str
+        ``"error"`` or ``"warn"`` (see above).
 
     Returns
     -------
@@ -342,8 +381,13 @@ def collect_annotations(data_folder):
     ...
     FileNotFoundError: IEMOCAP session folder not found: .../Session1 ...
     """
+    if annotation_errors not in ANNOTATION_ERRORS:
+        raise ValueError(
+            f"annotation_errors must be one of {ANNOTATION_ERRORS}, got "
+            f"{annotation_errors!r}"
+        )
     check_data_folder(data_folder)
-    utterances = {}
+    utterances, malformed, unknown_labels = {}, [], []
     for session in SESSIONS:
         emo_folder = os.path.join(
             data_folder, f"Session{session}", "dialog", "EmoEvaluation"
@@ -352,8 +396,10 @@ def collect_annotations(data_folder):
         if not files:
             raise FileNotFoundError(f"No annotation file (*.txt) in {emo_folder}")
         for path in files:
-            for utt_id, label, number in read_emo_evaluation(path):
+            for utt_id, label, number in read_emo_evaluation(path, malformed):
                 source = f"{path}, line {number}"
+                if label not in KNOWN_LABELS:
+                    unknown_labels.append(f"{source}: {utt_id} {label!r}")
                 try:
                     info = parse_utterance_id(utt_id)
                 except ValueError as error:
@@ -374,7 +420,33 @@ def collect_annotations(data_folder):
                     "source": source,
                     **info,
                 }
+    _report_annotation_problems(malformed, unknown_labels, annotation_errors)
     return [utterances[key] for key in sorted(utterances)]
+
+
+def _report_annotation_problems(malformed, unknown_labels, annotation_errors):
+    """Stops on, or warns about, malformed lines; warns about unknown labels."""
+    if unknown_labels:
+        logger.warning(
+            "IEMOCAP: %d utterance(s) have a label outside %s (a typo?); they are "
+            "dropped:\n  %s",
+            len(unknown_labels),
+            list(KNOWN_LABELS),
+            "\n  ".join(unknown_labels),
+        )
+    if not malformed:
+        return
+    summary = (
+        f"IEMOCAP: {len(malformed)} utterance line(s) in the annotation files do "
+        "not parse:\n  " + "\n  ".join(malformed)
+    )
+    if annotation_errors == "error":
+        raise ValueError(
+            summary + "\n(fix the lines, or set annotation_errors: warn to drop them)"
+        )
+    logger.warning(
+        "%s\nThese utterances are dropped (annotation_errors: warn)", summary
+    )
 
 
 def wav_relative_path(utterance):
@@ -590,7 +662,12 @@ def _output_files(n_folds):
 
 
 def prepare_iemocap(
-    data_folder, save_folder, subset="all", valid_mode="none", skip_prep=False
+    data_folder,
+    save_folder,
+    subset="all",
+    valid_mode="none",
+    skip_prep=False,
+    annotation_errors="error",
 ):
     """Writes the IEMOCAP manifests: ``all.csv`` and 5 leave-one-session-out folds.
 
@@ -611,6 +688,9 @@ def prepare_iemocap(
         ``"speaker"`` (one speaker of a training session held out).
     skip_prep : bool
         If True, do nothing.
+    annotation_errors : str
+        ``"error"``: an utterance line that does not parse stops the preparation
+        (all such lines listed); ``"warn"``: they are listed at WARNING and dropped.
 
     Example
     -------
@@ -650,6 +730,7 @@ def prepare_iemocap(
         "data_folder": os.path.realpath(data_folder),
         "subset": subset,
         "valid_mode": valid_mode,
+        "annotation_errors": annotation_errors,
         "prep_version": PREP_VERSION,
     }
     outputs = _output_files(len(SESSIONS))
@@ -664,7 +745,7 @@ def prepare_iemocap(
     )
     clear_prep_options(save_folder)
 
-    annotated = collect_annotations(data_folder)
+    annotated = collect_annotations(data_folder, annotation_errors)
     kept = []
     for utt in annotated:
         emo = EMOTION_MAP.get(utt["label"])
@@ -726,6 +807,12 @@ def main(argv=None):
     parser.add_argument("--subset", default="all", choices=SUBSETS)
     parser.add_argument("--valid_mode", default="none", choices=VALID_MODES)
     parser.add_argument("--skip_prep", action="store_true", help="do nothing")
+    parser.add_argument(
+        "--annotation_errors",
+        default="error",
+        choices=ANNOTATION_ERRORS,
+        help="stop on utterance lines that do not parse, or warn and drop them",
+    )
     args = parser.parse_args(argv)
     prepare_iemocap(
         args.data_folder,
@@ -733,6 +820,7 @@ def main(argv=None):
         subset=args.subset,
         valid_mode=args.valid_mode,
         skip_prep=args.skip_prep,
+        annotation_errors=args.annotation_errors,
     )
     print(f"IEMOCAP manifests in {args.save_folder}")
 
