@@ -25,6 +25,10 @@ from ser_lib.data.manifest import (
 
 REPO = Path(__file__).resolve().parents[1]
 PREPARE_PATH = REPO / "recipes" / "IEMOCAP" / "iemocap_prepare.py"
+# The prepare script imports iemocap_annotations from its own folder, as it does
+# when run as a script or named in the recipe YAML.
+if str(PREPARE_PATH.parent) not in sys.path:
+    sys.path.insert(0, str(PREPARE_PATH.parent))
 _spec = importlib.util.spec_from_file_location(
     "iemocap_prepare_under_test", PREPARE_PATH
 )
@@ -376,7 +380,7 @@ def test_lines_that_lost_their_bracket_are_all_reported(corpus, tmp_path):
 
 def test_annotation_errors_warn_drops_the_lines_loudly(corpus, tmp_path, caplog):
     path, number, utt_id = _lose_bracket(corpus, session=2)
-    with caplog.at_level(logging.WARNING, logger="iemocap_prepare"):
+    with caplog.at_level(logging.WARNING):
         prepare_iemocap(
             corpus["data_folder"], str(tmp_path / "save"), annotation_errors="warn"
         )
@@ -395,7 +399,7 @@ def test_label_typo_is_a_warning_naming_file_and_line(corpus, tmp_path, caplog):
     fields[2] = "Neu"
     lines[number] = "\t".join(fields)
     Path(path).write_text("\n".join(lines) + "\n")
-    with caplog.at_level(logging.WARNING, logger="iemocap_prepare"):
+    with caplog.at_level(logging.WARNING):
         prepare_iemocap(corpus["data_folder"], str(tmp_path / "save"))
     warning = next(
         r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
