@@ -181,8 +181,11 @@ class AudioScreen:
             )
         return None
 
-    def screen(self, levels, source):
+    def screen(self, levels, source, max_listed=20):
         """Applies the policy to {ID: AudioLevel}; returns {ID: reason} to skip.
+
+        The message lists the first ``max_listed`` files (``metrics.json`` lists
+        every skipped one).
 
         Raises
         ------
@@ -196,7 +199,11 @@ class AudioScreen:
         }
         if not unusable:
             return {}
-        listed = "\n  ".join(f"{utt_id}: {why}" for utt_id, why in unusable.items())
+        lines = [f"{utt_id}: {why}" for utt_id, why in unusable.items()]
+        more = len(lines) - max_listed
+        listed = "\n  ".join(lines[:max_listed]) + (
+            f"\n  ... and {more} more" if more > 0 else ""
+        )
         summary = (
             f"{len(unusable)} of {len(levels)} utterances of {source} are too short "
             f"or silent to carry emotion:\n  {listed}"
