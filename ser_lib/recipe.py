@@ -3,7 +3,9 @@
 ``python train.py hparams/<stage>.yaml [--key=value ...]`` runs, in SpeechBrain's order:
 
 1. ``parse_arguments`` and ``ddp_init_group`` (``torchrun ... --distributed_launch``);
-2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything);
+2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything), then the stage identity
+   check (:mod:`ser_lib.stage_identity`): a stage folder holding a run of other
+   settings is refused before any work;
 3. ``run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])``: the corpus's
    prepare function (the only corpus-specific code) writes ``all.csv`` and the fold
    manifests;
@@ -11,9 +13,10 @@
    (only utterances not cached yet); steps 3 and 4 run inside
    :func:`preserved_random_state`, so training starts from the same random state
    whether or not the manifests and the cache already existed;
-5. ``create_experiment_directory``, ``dataio_prep(hparams)``; steps 3 to 6 hold the
-   stage folder's :class:`ser_lib.locking.FolderLock` (a second run on the same
-   folder stops at once, naming the holder's pid);
+5. ``create_experiment_directory`` (plus ``stage_settings.json``),
+   ``dataio_prep(hparams)``; steps 3 to 6 hold the stage folder's
+   :class:`ser_lib.locking.FolderLock` (a second run on the same folder stops at
+   once, naming the holder's pid);
 6. ``hparams["brain_class"](...)`` (``AdapterBrain`` for stage 1, ``FinetuneBrain`` for
    stage 2), ``fit``, then ``conclude`` (stage 1 exports the adapter, stage 2 evaluates
    the test fold).
@@ -33,6 +36,7 @@ from ser_lib.audio_levels import measure_manifest
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
 from ser_lib.locking import FolderLock
+from ser_lib.stage_identity import check_stage, write_stage_settings
 
 
 @contextlib.contextmanager
@@ -70,7 +74,10 @@ def _cuda_devices():
 
 
 def prepare_data(hparams, recipe_dir, device="cpu"):
-    """Steps 3 and 4: the corpus preparation, then the feature cache of ``all_csv``.
+    """Steps 3 and 4: the corpus preparation, then the features of every utterance.
+
+    The cache covers ``all_csv`` and ``train_csv`` (stage 1's set holds utterances
+    outside ``all_csv`` with ``adapter_data: all_train`` or ``transductive``).
 
     Shared by :func:`train_main` and the cross-corpus evaluation
     (:mod:`ser_lib.cross_corpus`), which prepares a test corpus with the encoder of
@@ -81,9 +88,10 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     hparams : dict
         Loaded recipe hparams: ``prepare``, ``prepare_kwargs``, ``encoder_hparams``
         (relative to ``recipe_dir``, or absolute), ``encoder_overrides``, ``all_csv``,
-        ``data_folder``, ``feature_folder``, ``extraction_batch_seconds``,
-        ``audio_screen`` (:class:`ser_lib.audio_levels.AudioScreen`: the files too
-        short or silent to use are skipped, or stop the run).
+        ``train_csv``, ``data_folder``, ``feature_folder``,
+        ``extraction_batch_seconds``, ``audio_screen``
+        (:class:`ser_lib.audio_levels.AudioScreen`: the files too short or silent
+        to use are skipped, or stop the run).
     recipe_dir : str
         The recipe folder.
     device : str
@@ -92,8 +100,9 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     Returns
     -------
     dict
-        ID -> why it is skipped, for the utterances of ``all_csv`` too short or
-        silent to carry emotion (not extracted, left out of every dataset).
+        ID -> why it is skipped, for the utterances of ``all_csv`` and
+        ``train_csv`` too short or silent to carry emotion (not extracted, left
+        out of every dataset).
 
     Example
     -------
@@ -106,7 +115,8 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     ...     _ = (root / "all.csv").write_text("ID,duration,wav\\na,1.0,$data_root/a.wav\\n")
     >>> hparams = {"prepare": prepare, "prepare_kwargs": {"save_folder": root},
     ...     "encoder_hparams": "enc.yaml", "encoder_overrides": {},
-    ...     "all_csv": root / "all.csv", "data_folder": root,
+    ...     "all_csv": root / "all.csv", "train_csv": root / "all.csv",
+    ...     "data_folder": root,
     ...     "feature_folder": root / "feats", "extraction_batch_seconds": 10,
     ...     "audio_screen": AudioScreen(0.08, -60, "skip")}
     >>> prepare_data(hparams, root)
@@ -116,26 +126,29 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     >>> sorted(p.name for p in root.iterdir() if p.suffix == ".csv")
     ['all.csv', 'audio_levels.csv']
     """
+    # all_csv: every labelled utterance; train_csv: stage 1's set, which may hold
+    # more (adapter_data: all_train, transductive)
+    csv_files = list(dict.fromkeys([hparams["all_csv"], hparams["train_csv"]]))
     with preserved_random_state():  # training must not depend on a cache existing
         run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
-        run_on_main(
-            measure_manifest,
-            kwargs={
-                "csv_file": hparams["all_csv"],
-                "data_root": hparams["data_folder"],
-            },
-        )
+        for csv_file in csv_files:
+            run_on_main(
+                measure_manifest,
+                kwargs={"csv_file": csv_file, "data_root": hparams["data_folder"]},
+            )
         # Every rank reads the measurements and applies the thresholds.
+        levels = {}
+        for csv_file in csv_files:
+            levels.update(measure_manifest(csv_file, hparams["data_folder"]))
         unusable = hparams["audio_screen"].screen(
-            measure_manifest(hparams["all_csv"], hparams["data_folder"]),
-            hparams["all_csv"],
+            levels, ", ".join(map(str, csv_files))
         )
         run_on_main(
             prepare_features,
             kwargs={
                 "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
                 "encoder_overrides": hparams["encoder_overrides"],
-                "csv_files": [hparams["all_csv"]],
+                "csv_files": csv_files,
                 "data_root": hparams["data_folder"],
                 "cache_dir": hparams["feature_folder"],
                 "batch_seconds": hparams["extraction_batch_seconds"],
@@ -176,7 +189,10 @@ def train_main(argv, recipe_dir):
 
 
 def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
-    """Steps 3 to 6 of :func:`train_main`, under the stage folder's lock."""
+    """Steps 2 (identity check) to 6 of :func:`train_main`, under the folder's lock."""
+    # A stage folder of other settings is refused before any work (StageSettingsError).
+    _, settings = check_stage(hparams)
+
     # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
     device = run_opts["device"] or sb.utils.distributed.infer_device()
     unusable_audio = prepare_data(hparams, recipe_dir, device=device)
@@ -185,6 +201,10 @@ def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
+    )
+    run_on_main(
+        write_stage_settings,
+        kwargs={"folder": hparams["output_folder"], "settings": settings},
     )
 
     datasets = dataio_prep(hparams, skipped_audio=unusable_audio)
