@@ -1,5 +1,8 @@
 """Training objectives of the adapter (eqns 1 and 6 of the paper).
 
+The losses are computed in float32 even under bf16/fp16 autocast (their inputs are
+upcast and autocast is switched off inside).
+
 Authors
  * ser_lib contributors
 """
@@ -55,9 +58,10 @@ def reconstruction_loss(z_teacher, z_student, mask):
     _check_frame_mask(mask, z_student.shape, "reconstruction_loss")
     mask = mask.to(z_student.device)
     if not bool(mask.any()):
-        return z_student.sum() * 0.0
-    error = (z_teacher.detach()[mask] - z_student[mask]) ** 2  # [|M|, D]
-    return error.sum(dim=-1).mean()
+        return z_student.float().sum() * 0.0
+    with torch.autocast(device_type=z_student.device.type, enabled=False):
+        error = (z_teacher.detach()[mask].float() - z_student[mask].float()) ** 2
+        return error.sum(dim=-1).mean()  # error: [|M|, D]
 
 
 def pseudo_ce_loss(z_student, prototypes, targets, mask, tau=0.1):
@@ -104,9 +108,11 @@ def pseudo_ce_loss(z_student, prototypes, targets, mask, tau=0.1):
         )
     mask = mask.to(z_student.device)
     if not bool(mask.any()):
-        return z_student.sum() * 0.0
-    logits = prototype_cosine_logits(z_student[mask], prototypes, tau)  # [|M|, K]
-    return F.cross_entropy(logits, targets.to(z_student.device)[mask].long())
+        return z_student.float().sum() * 0.0
+    with torch.autocast(device_type=z_student.device.type, enabled=False):
+        frames = z_student[mask].float()
+        logits = prototype_cosine_logits(frames, prototypes.float(), tau)  # [|M|, K]
+        return F.cross_entropy(logits, targets.to(z_student.device)[mask].long())
 
 
 def combined_loss(l_rec, l_pce, lam):

@@ -52,7 +52,7 @@ class StatisticalAttentivePooling(nn.Module):
     concatenated.
 
     Padded frames have no effect on the output (they are zeroed and get zero
-    attention).
+    attention). The pooling runs in float32 even under autocast.
 
     Arguments
     ---------
@@ -142,12 +142,15 @@ class StatisticalAttentivePooling(nn.Module):
         torch.Tensor
             [B, 2 * D * H]: normalised ``mu`` then normalised ``sigma^2``.
         """
-        x, mask = self._zero_padding(x, lengths)
-        attn = self._attention(x, mask)  # [B, T, H]
-        mean = torch.einsum("btd,bth->bdh", x, attn)  # [B, D, H]
-        second = torch.einsum("btd,bth->bdh", x * x, attn)
-        var = (second - mean * mean).clamp_min(self.eps)
-        batch = x.shape[0]
-        mean = F.normalize(mean.reshape(batch, -1), dim=-1)
-        var = F.normalize(var.reshape(batch, -1), dim=-1)
-        return torch.cat([mean, var], dim=-1)
+        # float32 even under bf16/fp16 autocast: the variance is a difference of
+        # two close moments, which half precision would cancel away.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x, mask = self._zero_padding(x.float(), lengths)
+            attn = self._attention(x, mask)  # [B, T, H]
+            mean = torch.einsum("btd,bth->bdh", x, attn)  # [B, D, H]
+            second = torch.einsum("btd,bth->bdh", x * x, attn)
+            var = (second - mean * mean).clamp_min(self.eps)
+            batch = x.shape[0]
+            mean = F.normalize(mean.reshape(batch, -1), dim=-1)
+            var = F.normalize(var.reshape(batch, -1), dim=-1)
+            return torch.cat([mean, var], dim=-1)
