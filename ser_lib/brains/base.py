@@ -181,7 +181,10 @@ class ProgressBrain(sb.Brain):
         ``sb.Brain.check_loss_isfinite``, once more than ``nonfinite_patience``
         non-finite losses were seen this epoch.
         """
-        pending = {key: float(value) for key, value in (self._pending or {}).items()}
+        pending = self._pending or {}
+        if pending:  # one device-to-host copy of every pending value
+            values = torch.stack(list(pending.values())).tolist()
+            pending = dict(zip(pending, values, strict=True))
         self._pending = None
         if self.step > self._synced_step:
             self.avg_train_loss = (
