@@ -116,18 +116,19 @@ def main(argv=None):
         if name.startswith(("speechbrain", "ser_lib")):  # they log INFO per Brain
             logging.getLogger(name).setLevel(logging.WARNING)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    results = [
-        measure(name, args.frames, args.steps, args.warmup, device)
-        for name in args.configs
-    ]
-    for result in results:
+    results = []
+    for name in args.configs:  # each printed as soon as measured
+        result = measure(name, args.frames, args.steps, args.warmup, device)
+        results.append(result)
         peaks = result["matmul_peak"]
         print(
-            f"{result['config']}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+            f"{name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
             f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; k-means update "
             f"{1e3 * result['kmeans']['update_reused']:.1f} ms reused vs "
-            f"{1e3 * result['kmeans']['update_recomputed']:.1f} ms re-assigning"
+            f"{1e3 * result['kmeans']['update_recomputed']:.1f} ms re-assigning",
+            flush=True,
         )
+        print(table([result]), flush=True)
     print(table(results))
     if args.output:
         document = {
