@@ -52,7 +52,7 @@ class StatisticalAttentivePooling(nn.Module):
     concatenated.
 
     Padded frames have no effect on the output (they are zeroed and get zero
-    attention). The pooling runs in float32 even under autocast.
+    attention).
 
     Arguments
     ---------
@@ -142,8 +142,7 @@ class StatisticalAttentivePooling(nn.Module):
         torch.Tensor
             [B, 2 * D * H]: normalised ``mu`` then normalised ``sigma^2``.
         """
-        # float32 even under bf16/fp16 autocast: the variance is a difference of
-        # two close moments, which half precision would cancel away.
+        # float32 island: E[x^2] - mu^2 cancels catastrophically in bf16/fp16
         with torch.autocast(device_type=x.device.type, enabled=False):
             x, mask = self._zero_padding(x.float(), lengths)
             attn = self._attention(x, mask)  # [B, T, H]
