@@ -77,6 +77,7 @@ def load_or_build_char_encoder(path, texts=()):
     encoder.load(path)
     if encoder.get_blank_index() != BLANK_INDEX:
         raise ValueError(f"{path}: the blank is not at index {BLANK_INDEX}")
+    encoder.ignore_len()  # its size sets the CTC head's, not the other way round
     return encoder
 
 
