@@ -6,6 +6,9 @@ the first optimiser step:
 
 * :class:`DropoutLoRA` is SpeechBrain's ``LoRA`` (``W x + (alpha / r) B A x``,
   ``B`` zero-initialised) with dropout on the adapter's input, as in peft;
+* :class:`LoRAWeight` (registered by :func:`parametrize_lora`) is the same update
+  as a parametrization of the weight, for layers whose weight is read directly
+  (WavLM's attention), with no dropout;
 * :class:`BottleneckAdapter` is ``x + up(act(down(LN(x))))`` with a zero
   up-projection (weights and bias); :class:`AdaptedOutputLinear` puts one after a
   pretrained linear layer (the feed-forward block's output projection:
@@ -21,6 +24,7 @@ the first optimiser step:
 Module names (transformers 5): ``encoder.layers.{i}.attention.{q,k,v,out}_proj``
 and ``encoder.layers.{i}.feed_forward.output_dense`` (wav2vec 2.0, HuBERT, WavLM);
 ``layers.{i}.self_attn.{q,k,v,out}_proj`` and ``layers.{i}.fc2`` (Whisper encoder).
+WavLM reads its attention weights directly: use :func:`parametrize_lora` there.
 peft (not a dependency) has LoRA but no bottleneck adapter; SpeechBrain's
 ``HoulsbyAdapterLinear`` is not zero-initialised.
 
@@ -28,11 +32,14 @@ Authors
  * ser_lib contributors
 """
 
+import math
 from fnmatch import fnmatch
 
+import torch
 from speechbrain.nnet.adapters import LoRA, replace_module
 from speechbrain.utils.logger import get_logger
 from torch import nn
+from torch.nn.utils import parametrize
 
 logger = get_logger(__name__)
 
@@ -84,6 +91,101 @@ class DropoutLoRA(LoRA):
         """
         update = self.adapter_up_proj(self.adapter_down_proj(self.adapter_dropout(x)))
         return self.pretrained_module(x) + update * self.scaling
+
+
+class LoRAWeight(nn.Module):
+    """LoRA as a parametrization of a weight: ``W -> W + (alpha / rank) B A``.
+
+    For layers whose weight is read directly instead of through their ``forward``
+    (WavLM's attention passes ``q_proj.weight`` to
+    ``F.multi_head_attention_forward``), where a wrapping module cannot work.
+    ``B`` starts at zero. Register it with :func:`parametrize_lora`.
+
+    Arguments
+    ---------
+    out_features : int
+        Rows of the weight.
+    in_features : int
+        Columns of the weight.
+    rank : int
+        Rank r.
+    alpha : float
+        Scaling numerator.
+
+    Example
+    -------
+    >>> import torch
+    >>> lora = LoRAWeight(6, 8, rank=2, alpha=2)
+    >>> weight = torch.randn(6, 8)
+    >>> torch.equal(lora(weight), weight)
+    True
+    """
+
+    def __init__(self, out_features, in_features, rank=16, alpha=1.0):
+        super().__init__()
+        self.down = nn.Parameter(torch.empty(rank, in_features))
+        self.up = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.down, a=math.sqrt(5))  # as nn.Linear
+        self.scaling = alpha / rank
+
+    def forward(self, weight):
+        """Returns the adapted weight.
+
+        Arguments
+        ---------
+        weight : torch.Tensor
+            The pretrained weight [out_features, in_features].
+
+        Returns
+        -------
+        torch.Tensor
+            ``weight + scaling * up @ down``.
+        """
+        return weight + (self.up @ self.down).to(weight.dtype) * self.scaling
+
+
+def parametrize_lora(target_module, rank=16, alpha=1.0):
+    """Registers a :class:`LoRAWeight` on the weight of a linear layer, in place.
+
+    The pretrained weight and bias are frozen; only ``A`` and ``B`` train.
+
+    Arguments
+    ---------
+    target_module : torch.nn.Linear
+        The pretrained layer.
+    rank : int
+        Rank r.
+    alpha : float
+        Scaling numerator.
+
+    Returns
+    -------
+    torch.nn.Linear
+        The same layer, parametrized.
+
+    Example
+    -------
+    >>> import torch
+    >>> layer = nn.Linear(8, 6)
+    >>> x = torch.randn(2, 8)
+    >>> before = layer(x)
+    >>> torch.equal(parametrize_lora(layer, rank=2)(x), before)
+    True
+    >>> sorted(n for n, p in layer.named_parameters() if p.requires_grad)
+    ['parametrizations.weight.0.down', 'parametrizations.weight.0.up']
+    """
+    if not isinstance(target_module, nn.Linear):
+        raise ValueError(
+            f"parametrize_lora needs a torch.nn.Linear, got {type(target_module)}"
+        )
+    for param in target_module.parameters():
+        param.requires_grad = False
+    weight = target_module.weight
+    lora = LoRAWeight(weight.shape[0], weight.shape[1], rank, alpha).to(
+        device=weight.device, dtype=weight.dtype
+    )
+    parametrize.register_parametrization(target_module, "weight", lora)
+    return target_module
 
 
 class BottleneckAdapter(nn.Module):
