@@ -217,3 +217,36 @@ def test_ctc_loss_finite_on_tiny_wav2vec2(tmp_path):
     loss.backward()
     assert torch.isfinite(head.weight.grad).all() and head.weight.grad.abs().sum() > 0
     assert model.encoder.layers[0].attention.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_prepare_transcribed_copies_every_fold_manifest(mini_iemocap, tmp_path):
+    from ser_lib.text.data import (
+        add_transcript_items,
+        fold_char_encoder,
+        prepare_transcribed,
+    )
+
+    release, _ = mini_iemocap
+    plain, text = tmp_path / "plain", tmp_path / "text"
+    skipped = prepare_transcribed(
+        iemocap_prepare.prepare_iemocap,
+        {"data_folder": release, "save_folder": str(plain)},
+        read_iemocap_transcripts,
+        release,
+        str(text),
+    )
+    assert "all.csv" in skipped and "fold3/train.csv" in skipped
+    assert set(skipped.values()) == {0}
+    for relative in skipped:
+        rows = read_manifest(plain / relative)
+        transcribed = read_manifest(text / relative, required_columns=[TEXT_COLUMN])
+        assert [r["ID"] for r in transcribed] == [r["ID"] for r in rows]
+        assert all(r[TEXT_COLUMN] for r in transcribed)  # every synthetic line speaks
+    train = text / "fold1" / "train.csv"
+    encoder = fold_char_encoder(train, str(tmp_path / "chars.txt"))
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    dataset = DynamicItemDataset.from_csv(str(train))
+    dataset.set_output_keys(["id"])
+    item = add_transcript_items(dataset, train, encoder)[0]
+    assert "".join(encoder.decode_ndim(item["tokens"].tolist())) == item[TEXT_COLUMN]
