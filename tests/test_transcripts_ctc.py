@@ -246,7 +246,9 @@ def test_prepare_transcribed_copies_every_fold_manifest(mini_iemocap, tmp_path):
     encoder = fold_char_encoder(train, str(tmp_path / "chars.txt"))
     from speechbrain.dataio.dataset import DynamicItemDataset
 
-    dataset = DynamicItemDataset.from_csv(str(train))
+    dataset = DynamicItemDataset.from_csv(
+        str(train), replacements={"data_root": release}
+    )
     dataset.set_output_keys(["id"])
     item = add_transcript_items(dataset, train, encoder)[0]
     assert "".join(encoder.decode_ndim(item["tokens"].tolist())) == item[TEXT_COLUMN]
