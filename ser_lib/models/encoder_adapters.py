@@ -497,3 +497,30 @@ def trainable_state_dict(module):
         for name, param in module.named_parameters()
         if param.requires_grad
     }
+
+
+def with_adapters(model, insertions):
+    """:func:`freeze_and_adapt` for a YAML ``!apply``: returns the adapted model.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The model to freeze and adapt in place (e.g. a trainable encoder wrapper).
+    insertions : list of AdapterInsertion
+        Applied in order.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``.
+
+    Example
+    -------
+    >>> model = with_adapters(nn.Sequential(nn.Linear(4, 4)), [
+    ...     AdapterInsertion(AdaptedOutputLinear, ["0"], bottleneck_size=2)])
+    >>> type(model[0]).__name__
+    'AdaptedOutputLinear'
+    """
+    counts = freeze_and_adapt(model, insertions)
+    logger.info(f"Encoder frozen; adapters inserted: {counts}")
+    return model
