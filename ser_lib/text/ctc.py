@@ -152,7 +152,7 @@ def ctc_loss_fp32(logits, tokens, frame_lens, token_lens, blank_index=BLANK_INDE
 
 def greedy_transcripts(logits, frame_lens, encoder):
     """Greedy CTC decoding into strings (best class per frame, repeats merged, blanks
-    removed).
+    removed). Outputs beyond the vocabulary's size are ignored.
 
     Arguments
     ---------
@@ -178,9 +178,10 @@ def greedy_transcripts(logits, frame_lens, encoder):
     >>> greedy_transcripts(torch.nn.functional.one_hot(frames, 3).float(), torch.ones(1), encoder)
     ['HI']
     """
-    decoded = ctc_greedy_decode(
-        logits.detach().float(), frame_lens, blank_id=encoder.get_blank_index()
-    )
+    # A head may have more outputs than the vocabulary (sized for the alphabet):
+    # only the vocabulary's symbols can be decoded.
+    logits = logits.detach()[..., : len(encoder)].float()
+    decoded = ctc_greedy_decode(logits, frame_lens, blank_id=encoder.get_blank_index())
     return ["".join(encoder.decode_ndim(indices)) for indices in decoded]
 
 

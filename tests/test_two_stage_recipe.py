@@ -1,0 +1,138 @@
+"""End to end: one tiny fold of the two-stage adapter recipe on the synthetic IEMOCAP.
+
+Runs ``cross_validate.py`` as a user does (subprocesses, hparams files plus
+overrides) with a tiny random wav2vec 2.0 (layer-norm, pre-LN: XLS-R-like): stage 1
+(SER + CTC, the encoder fine-tuned) then stage 2 (frozen encoder with LoRA and
+bottleneck adapters, emotion + gender + style, shared fusion, SCL_cos).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import save_tiny_ssl_model
+
+from ser_lib.synth.mini_iemocap import make_mini_iemocap
+
+RECIPE = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "recipes", "IEMOCAP", "two_stage")
+)
+
+TINY = {
+    "encoder_dim": 32,
+    "encoder_name": "tiny",
+    "number_of_epochs": 1,
+    "batch_size": 4,
+    "num_buckets": 2,
+    "precision": "fp32",
+    "eval_batch_size": 4,
+}
+STAGE2 = {
+    "lora_rank": 2,
+    "lora_alpha": 2,
+    "bottleneck_dim": 4,
+    "task_adapter_dim": 4,
+    "embedding_dim": 8,
+    "fusion": "shared",
+    "scl": "cos",
+}
+
+
+@pytest.fixture(scope="module")
+def fold1(tmp_path_factory):
+    """Both stages of fold 1 through the cross-validation driver."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    root = tmp_path_factory.mktemp("two_stage")
+    summary = make_mini_iemocap(
+        root / "corpus",
+        seed=0,
+        improvised_per_session=1,
+        scripted_per_session=1,
+        utterances_per_dialog=4,
+    )
+    model_dir = save_tiny_ssl_model(
+        root / "tiny_w2v2", Wav2Vec2Config, Wav2Vec2Model, "layer", do_normalize=True
+    )
+    out = root / "results"
+    overrides = json.dumps({**TINY, "encoder_source": model_dir})
+    cmd = [
+        sys.executable,
+        "cross_validate.py",
+        f"--data_folder={summary['path']}",
+        f"--output_folder={out}",
+        "--folds",
+        "1",
+        f"--overrides={overrides}",
+        f"--stage_overrides={json.dumps({'stage2': STAGE2})}",
+        "--no_report",
+    ]
+    result = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    fold = out / "tiny_all" / "fold1"
+    return {"out": out, "fold": fold, "model_dir": model_dir, "log": result.stderr}
+
+
+def test_stage1_reports_wer_and_exports_encoder(fold1):
+    stage1 = fold1["fold"] / "stage1_ser_asr"
+    metrics = json.loads((stage1 / "metrics.json").read_text())
+    assert 0.0 <= metrics["WER"] and 0.0 <= metrics["UA"] <= 100.0
+    assert (stage1 / "encoder" / "config.json").is_file()
+    assert (stage1 / "heads.ckpt").is_file() and (stage1 / "done.json").is_file()
+    chars = (stage1 / "chars.txt").read_text()
+    assert "'<blank>' => 0" in chars
+    # The encoder was trained: its transformer weights moved, its CNN did not.
+    tuned = torch.load(stage1 / "heads.ckpt", weights_only=True)
+    assert "branches.emotion.projection.weight" in tuned
+
+
+def test_stage2_reports_auxiliary_tasks_and_keeps_the_encoder(fold1):
+    stage2 = fold1["fold"] / "stage2_shared_scl-cos"
+    metrics = json.loads((stage2 / "metrics.json").read_text())
+    assert {"UA", "WA", "gender_UA", "style_UA"} <= set(metrics)
+    assert "WER" not in metrics
+    assert (stage2 / "done.json").is_file() and not (stage2 / "encoder").exists()
+    results = json.loads((fold1["out"] / "cv_results.json").read_text())
+    assert [row["fold"] for row in results["folds"]] == [1]
+    assert results["mean"]["UA"] == pytest.approx(metrics["UA"])
+
+
+def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):
+    from ser_lib.inloop.encoder import TrainableHFEncoder
+
+    from ser_lib.models.encoder_adapters import (
+        AdaptedOutputLinear,
+        AdapterInsertion,
+        DropoutLoRA,
+        with_adapters,
+    )
+
+    source = fold1["fold"] / "stage1_ser_asr" / "encoder"
+    settings = dict(freeze_all=True, do_normalize=True, mask_time_prob=0.0)
+    stage1 = TrainableHFEncoder(source, **settings).eval()
+    stage2 = with_adapters(
+        TrainableHFEncoder(source, **settings),
+        [
+            AdapterInsertion(
+                DropoutLoRA, ["*encoder.layers.*.attention.[qv]_proj"], rank=2, alpha=2
+            ),
+            AdapterInsertion(
+                AdaptedOutputLinear,
+                ["*encoder.layers.*.feed_forward.output_dense"],
+                bottleneck_size=4,
+            ),
+        ],
+    ).eval()
+    wavs, lens = torch.randn(2, 8000), torch.tensor([1.0, 0.7])
+    with torch.no_grad():
+        expected, _ = stage1(wavs, lens)
+        got, _ = stage2(wavs, lens)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    trainable = [n for n, p in stage2.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 * 2 * 2 + 2 * 6  # LoRA A, B on q, v; LN + 2 linears
