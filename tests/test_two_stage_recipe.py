@@ -136,3 +136,61 @@ def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     trainable = [n for n, p in stage2.named_parameters() if p.requires_grad]
     assert len(trainable) == 2 * 2 * 2 + 2 * 6  # LoRA A, B on q, v; LN + 2 linears
+
+
+@pytest.fixture(scope="module")
+def emodb_fold1(tmp_path_factory):
+    """Both stages of EmoDB fold 1 with a tiny random Whisper and German texts."""
+    from fixtures_corpora import make_emodb_fixture
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    root = tmp_path_factory.mktemp("two_stage_emodb")
+    corpus = make_emodb_fixture(root, texts=("a01", "a04"))
+    with open(
+        os.path.join(corpus["data_folder"], "texts.csv"), "w", encoding="utf-8"
+    ) as f:
+        f.write("code,text\na01,Der Lappen liegt auf dem Eisschrank.\n")
+        f.write("a04,Heute abend könnte ich es ihm sagen.\n")
+    config = WhisperConfig(
+        d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        num_mel_bins=80, max_source_positions=1500, vocab_size=100, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    model_dir = root / "tiny_whisper"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        WhisperModel(config).save_pretrained(model_dir)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(model_dir)
+    out = root / "results"
+    common = {**TINY, "encoder_dim": 16, "encoder_source": str(model_dir)}
+    stage2 = {**STAGE2, "fusion": "concat", "scl": "norm"}
+    cmd = [
+        sys.executable,
+        "cross_validate.py",
+        f"--data_folder={corpus['data_folder']}",
+        f"--output_folder={out}",
+        "--folds",
+        "1",
+        f"--overrides={json.dumps(common)}",
+        f"--stage_overrides={json.dumps({'stage2': stage2})}",
+        "--no_report",
+    ]
+    recipe = os.path.join(os.path.dirname(RECIPE), "..", "EmoDB", "two_stage")
+    result = subprocess.run(cmd, cwd=recipe, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    return out / "tiny_4class" / "fold1"
+
+
+def test_emodb_whisper_fold_end_to_end(emodb_fold1):
+    stage1 = json.loads((emodb_fold1 / "stage1_ser_asr" / "metrics.json").read_text())
+    assert stage1["WER"] >= 0.0 and stage1["n_test"] == 4  # speaker 03: 4 classes
+    chars = (emodb_fold1 / "stage1_ser_asr" / "chars.txt").read_text()
+    assert "'Ö'" in chars  # KÖNNTE: the German vocabulary keeps umlauts
+    stage2 = json.loads(
+        (emodb_fold1 / "stage2_concat_scl-norm" / "metrics.json").read_text()
+    )
+    assert "gender_UA" in stage2 and "style_UA" not in stage2
