@@ -39,18 +39,16 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
 
 from ser_lib.cross_validation import (
-    aggregate_folds,
     cross_validate,
     fold_folders,
     load_recipe_hparams,
     read_cv_config,
     recipe_context,
-    results_table,
-    write_results,
 )
 from ser_lib.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
 from ser_lib.dataio import build_label_encoder, feature_dataset
 from ser_lib.features import CacheMismatchError, FeatureCache
+from ser_lib.fold_results import aggregate_folds, results_table, write_results
 from ser_lib.recipe import prepare_data
 from ser_lib.train_logger import JsonlTrainLogger
 
@@ -288,7 +286,7 @@ def cross_corpus(
     -------
     dict
         The results written to ``cv_results.json`` (see
-        :func:`ser_lib.cross_validation.aggregate_folds`) plus ``train_corpus``,
+        :func:`ser_lib.fold_results.aggregate_folds`) plus ``train_corpus``,
         ``test_corpus``, ``test_csv`` and ``model``.
 
     Example
@@ -342,7 +340,6 @@ def cross_corpus(
         finetune_overrides=finetune_overrides,
         skip_adapter=skip_adapter,
         extra_args=[f"--device={device}"],
-        make_report=False,
     )
     stage2 = {**common, **finetune_overrides, "test_session": 1}
     run_folder = fold_folders(finetune_hparams, stage2, train_recipe)["output_folder"]

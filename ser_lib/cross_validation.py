@@ -1,27 +1,36 @@
-"""K-fold cross-validation driver and aggregation (corpus-independent).
+"""K-fold cross-validation driver (corpus-independent).
 
 Each fold runs the recipe's ``train.py`` twice as a subprocess, stage 1 (adapter) then
 stage 2 (fine-tuning and test), exactly as a user would run them by hand, so a fold
 launched here and one launched as a separate cluster job are the same thing. A fold is
 finished when its ``metrics.json`` exists (written last, atomically): a re-run skips
 finished folds, and ``train.py`` resumes unfinished ones from their checkpoints.
+
+The folds' results are read and aggregated by :mod:`ser_lib.fold_results`; the driver
+knows nothing of the report: what runs after the folds (the recipes'
+``cross_validate.py`` give :func:`ser_lib.report.report_after_cross_validation`) is a
+``post_run`` hook.
 """
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
 
-import numpy as np
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
 
-logger = get_logger(__name__)
+from ser_lib.fold_results import (
+    METRICS_FILE,
+    aggregate_folds,
+    read_fold_metrics,
+    results_table,
+    write_results,
+)
 
-METRICS = ("UA", "WA", "F1")
+logger = get_logger(__name__)
 
 
 def overrides_to_args(overrides):
@@ -131,89 +140,6 @@ def fold_folders(hparams_file, overrides, recipe_dir):
     }
 
 
-def aggregate_folds(fold_metrics):
-    """Mean and standard deviation of UA/WA/F1 over folds.
-
-    Arguments
-    ---------
-    fold_metrics : dict
-        Fold number -> the fold's ``metrics.json`` content (percentages).
-
-    Returns
-    -------
-    dict
-        ``{"folds": [{"fold", "UA", "WA", "F1", "n_test"}], "mean": {...},
-        "std": {...}}``; std is the sample standard deviation over folds (0 for a
-        single fold).
-
-    Example
-    -------
-    >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10},
-    ...                        2: {"UA": 80.0, "WA": 70.0, "F1": 75.0, "n_test": 12}})
-    >>> res["mean"]["UA"], round(res["std"]["UA"], 4)
-    (75.0, 7.0711)
-    """
-    folds = []
-    for fold in sorted(fold_metrics):
-        metrics = fold_metrics[fold]
-        row = {"fold": int(fold), **{m: float(metrics[m]) for m in METRICS}}
-        row["n_test"] = int(metrics["n_test"])
-        folds.append(row)
-    if not folds:
-        raise ValueError("No finished fold to aggregate")
-    mean, std = {}, {}
-    for m in METRICS:
-        values = np.array([row[m] for row in folds])
-        mean[m] = float(values.mean())
-        std[m] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {"folds": folds, "mean": mean, "std": std}
-
-
-def results_table(results):
-    """Markdown table of per-fold scores and mean ± std.
-
-    Example
-    -------
-    >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10}})
-    >>> print(results_table(res).splitlines()[-1])
-    | mean ± std | 10 | 70.00 ± 0.00 | 60.00 ± 0.00 | 65.00 ± 0.00 |
-    """
-    lines = [
-        "| fold | n_test | UA (%) | WA (%) | F1 (%) |",
-        "|---|---|---|---|---|",
-    ]
-    for row in results["folds"]:
-        lines.append(
-            f"| {row['fold']} | {row['n_test']} | "
-            + " | ".join(f"{row[m]:.2f}" for m in METRICS)
-            + " |"
-        )
-    total = sum(row["n_test"] for row in results["folds"])
-    lines.append(
-        f"| mean ± std | {total} | "
-        + " | ".join(
-            f"{results['mean'][m]:.2f} ± {results['std'][m]:.2f}" for m in METRICS
-        )
-        + " |"
-    )
-    return "\n".join(lines)
-
-
-def write_results(results, output_folder, title="Cross-validation results"):
-    """Writes ``cv_results.json`` and ``cv_results.md`` (atomically)."""
-    os.makedirs(output_folder, exist_ok=True)
-    json_path = os.path.join(output_folder, "cv_results.json")
-    md_path = os.path.join(output_folder, "cv_results.md")
-    for path, text in (
-        (json_path, json.dumps(results, indent=2)),
-        (md_path, f"# {title}\n\n{results_table(results)}\n"),
-    ):
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-    return json_path, md_path
-
-
 def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
     """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder."""
     cmd = [sys.executable, train_script, hparams_file, *overrides_to_args(overrides)]
@@ -241,7 +167,7 @@ def cross_validate(
     skip_adapter=False,
     aggregate_only=False,
     extra_args=(),
-    make_report=True,
+    post_run=None,
 ):
     """Runs (or resumes) the folds, then aggregates every finished fold.
 
@@ -270,14 +196,15 @@ def cross_validate(
         Where ``cv_results.{json,md}`` go.
     extra_args : sequence of str
         Passed to every ``train.py`` call (e.g. ``--device=cuda:0``).
-    make_report : bool
-        Also write ``results_folder/report/`` (pictures and README.md, see
-        :func:`ser_lib.report.build_report`).
+    post_run : callable, optional
+        Called last as ``post_run(fold_folders, results_folder)`` with the stage-2
+        folder of every fold (e.g.
+        :func:`ser_lib.report.report_after_cross_validation`).
 
     Returns
     -------
     dict
-        The aggregated results (see :func:`aggregate_folds`).
+        The aggregated results (see :func:`ser_lib.fold_results.aggregate_folds`).
     """
     adapter_overrides = adapter_overrides or {}
     finetune_overrides = finetune_overrides or {}
@@ -287,7 +214,7 @@ def cross_validate(
         stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
         folders = fold_folders(finetune_hparams, stage2, recipe_dir)
         stage2_folders[fold] = folders["output_folder"]
-        metrics_path = os.path.join(folders["output_folder"], "metrics.json")
+        metrics_path = os.path.join(folders["output_folder"], METRICS_FILE)
         if not os.path.isfile(metrics_path) and not aggregate_only:
             teacher = os.path.join(folders["adapter_folder"], "teacher.ckpt")
             if skip_adapter or os.path.isfile(teacher):
@@ -301,9 +228,9 @@ def cross_validate(
             run_stage(recipe_dir, train_script, finetune_hparams, stage2, extra_args)
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
-        if os.path.isfile(metrics_path):
-            with open(metrics_path, encoding="utf-8") as f:
-                fold_metrics[fold] = json.load(f)
+        metrics = read_fold_metrics(folders["output_folder"])
+        if metrics is not None:
+            fold_metrics[fold] = metrics
         else:
             logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
 
@@ -313,12 +240,8 @@ def cross_validate(
         results["missing_folds"] = missing
     json_path, md_path = write_results(results, results_folder)
     logger.info("Results: %s, %s", json_path, md_path)
-    if make_report:
-        # Imported here: ser_lib.report uses this module's tables.
-        from ser_lib.report import build_report
-
-        report = build_report(stage2_folders, os.path.join(results_folder, "report"))
-        logger.info("Report: %s", report["readme"])
+    if post_run is not None:
+        post_run(stage2_folders, results_folder)
     return results
 
 
@@ -365,8 +288,14 @@ def read_cv_config(path):
     return sections
 
 
-def cross_validate_main(argv, recipe_dir, default_folds, description=None):
-    """Main of a recipe's ``cross_validate.py``; prints and returns the results."""
+def cross_validate_main(
+    argv, recipe_dir, default_folds, description=None, post_run=None
+):
+    """Main of a recipe's ``cross_validate.py``; prints and returns the results.
+
+    ``post_run`` (e.g. :func:`ser_lib.report.report_after_cross_validation`) is
+    passed to :func:`cross_validate` unless ``--no_report`` is given.
+    """
     args = parse_cv_args(argv, default_folds, description)
     sections = read_cv_config(args.config)
     output_folder = os.path.abspath(args.output_folder)
@@ -394,7 +323,7 @@ def cross_validate_main(argv, recipe_dir, default_folds, description=None):
         skip_adapter=args.skip_adapter,
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
-        make_report=not args.no_report,
+        post_run=None if args.no_report else post_run,
     )
     print(results_table(results))
     return results

@@ -15,7 +15,12 @@ from test_inference import trained_fold
 from test_recipe import RECIPE
 
 from ser_lib.cross_validation import cross_validate
-from ser_lib.report import build_report, discover_fold_folders, read_fold_run
+from ser_lib.report import (
+    build_report,
+    discover_fold_folders,
+    read_fold_run,
+    report_after_cross_validation,
+)
 from ser_lib.report.plots import confusion_figure, per_class_recall, save_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -127,6 +132,7 @@ def test_cross_validation_writes_the_report(trained, tmp_path):
         },
         results_folder=str(tmp_path),
         aggregate_only=True,
+        post_run=report_after_cross_validation,
     )
     assert results["missing_folds"] == [2]
     readme = (tmp_path / "report" / "README.md").read_text()

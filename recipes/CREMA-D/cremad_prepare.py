@@ -39,22 +39,21 @@ Authors
  * ser_lib contributors 2025
 """
 
-import csv
-import logging
 import os
 import re
 from functools import partial
 
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.data.preparation import (
-    check_folder,
-    list_audio_files,
-    normalise_gender,
-    prepare_arg_parser,
-    prepare_corpus,
-    prepare_main,
+from ser_lib.data.corpus_files import (
+    audio_utterance,
+    check_codes,
+    corpus_audio_files,
+    csv_table,
+    match_file_name,
 )
+from ser_lib.data.preparation import normalise_gender, prepare_corpus
+from ser_lib.data.prepare_script import configure_script_logging, run_prepare_script
 
 logger = get_logger(__name__)
 
@@ -79,6 +78,7 @@ PREP_VERSION = 1
 _NAME_RE = re.compile(
     r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$"
 )
+_CODED_FIELDS = (("emotion", EMOTIONS), ("level", LEVELS))
 
 
 def parse_cremad_filename(path):
@@ -111,19 +111,17 @@ def parse_cremad_filename(path):
     ...
     ValueError: CREMA-D file AudioWAV/1001_DFA_CAL_XX.wav: unknown emotion code 'CAL' (expected one of ['ANG', 'DIS', 'FEA', 'HAP', 'NEU', 'SAD'])
     """
-    stem = os.path.splitext(os.path.basename(path))[0]
-    match = _NAME_RE.match(stem)
-    if match is None:
-        raise ValueError(
-            f"CREMA-D file {path}: the name must be <actor>_<sentence>_<EMO>_<level>"
-            ".wav (e.g. 1001_DFA_ANG_XX.wav)"
-        )
-    for name, known in (("emotion", EMOTIONS), ("level", LEVELS)):
-        if match.group(name) not in known:
-            raise ValueError(
-                f"CREMA-D file {path}: unknown {name} code {match.group(name)!r} "
-                f"(expected one of {sorted(known)})"
-            )
+    stem, match = match_file_name(
+        path,
+        _NAME_RE,
+        CORPUS,
+        "<actor>_<sentence>_<EMO>_<level>.wav (e.g. 1001_DFA_ANG_XX.wav)",
+    )
+    check_codes(
+        path,
+        CORPUS,
+        [(f"{name} code", match.group(name), known) for name, known in _CODED_FIELDS],
+    )
     return {
         "ID": stem,
         "actor": match.group("actor"),
@@ -164,20 +162,9 @@ def read_demographics(path):
     >>> read_demographics(path)
     {'1001': 'M', '1002': 'F'}
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"CREMA-D demographics file not found: {path} (it gives the actors' sex)"
-        )
     genders = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [
-            c for c in DEMOGRAPHICS_COLUMNS if c not in (reader.fieldnames or [])
-        ]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the columns {missing} (header: {reader.fieldnames})"
-            )
+    missing = f"CREMA-D demographics file not found: {path} (it gives the actors' sex)"
+    with csv_table(path, DEMOGRAPHICS_COLUMNS, missing) as reader:
         for row in reader:
             actor = row["ActorID"].strip()
             if actor in genders:
@@ -217,14 +204,9 @@ def collect_cremad(data_folder):
     ...
     FileNotFoundError: CREMA-D audio folder not found: .../AudioWAV
     """
-    check_folder(data_folder, "CREMA-D data_folder")
-    audio_folder = os.path.join(data_folder, AUDIO_FOLDER)
-    check_folder(audio_folder, "CREMA-D audio folder")
+    paths = corpus_audio_files(data_folder, CORPUS, AUDIO_FOLDER)
     demographics_path = os.path.join(data_folder, DEMOGRAPHICS_FILE)
     genders = read_demographics(demographics_path)
-    paths = list_audio_files(audio_folder)
-    if not paths:
-        raise FileNotFoundError(f"No .wav file in the CREMA-D folder {audio_folder}")
     utterances = []
     for path in paths:
         info = parse_cremad_filename(path)
@@ -234,16 +216,16 @@ def collect_cremad(data_folder):
                 f"{demographics_path}"
             )
         utterances.append(
-            {
-                "ID": info["ID"],
-                "label": info["label"],
-                "spk_id": info["actor"],
-                "gender": genders[info["actor"]],
-                "style": info["level"],
-                "dialog": info["sentence"],
-                "wav": f"{AUDIO_FOLDER}/{os.path.basename(path)}",
-                "source": path,
-            }
+            audio_utterance(
+                path,
+                AUDIO_FOLDER,
+                ID=info["ID"],
+                label=info["label"],
+                spk_id=info["actor"],
+                gender=genders[info["actor"]],
+                style=info["level"],
+                dialog=info["sentence"],
+            )
         )
     return utterances
 
@@ -252,11 +234,7 @@ def prepare_cremad(
     data_folder,
     save_folder,
     class_map,
-    fold_mode="speaker_kfold",
-    n_folds=5,
-    valid_mode="none",
-    unmapped="error",
-    skip_prep=False,
+    **options,
 ):
     """Writes the CREMA-D manifests: ``all.csv`` and speaker-independent folds.
 
@@ -271,16 +249,9 @@ def prepare_cremad(
         Output folder.
     class_map : mapping
         ``{raw emotion name: class or None}`` (the YAML's ``class_map``).
-    fold_mode : str
-        ``"speaker_kfold"`` (default) or ``"leave_one_speaker_out"``.
-    n_folds : int
-        Number of speaker folds (``speaker_kfold``).
-    valid_mode : str
-        ``"none"`` (model = last epoch) or ``"speaker"`` (one training actor held out).
-    unmapped : str
-        ``"error"`` or ``"drop"`` for an emotion missing from ``class_map``.
-    skip_prep : bool
-        If True, do nothing.
+    **options
+        ``fold_mode`` (default ``"speaker_kfold"``), ``n_folds``, ``valid_mode``,
+        ``unmapped``, ``skip_prep``: see :func:`ser_lib.data.preparation.prepare_corpus`.
 
     Example
     -------
@@ -306,11 +277,7 @@ def prepare_cremad(
         save_folder,
         class_map,
         settings={"prep_version": PREP_VERSION},
-        unmapped=unmapped,
-        fold_mode=fold_mode,
-        n_folds=n_folds,
-        valid_mode=valid_mode,
-        skip_prep=skip_prep,
+        **options,
     )
 
 
@@ -325,16 +292,10 @@ def main(argv=None):
     ...
     FileNotFoundError: CREMA-D data_folder not found: /nonexistent
     """
-    parser = prepare_arg_parser(
-        __doc__.split("\n\n")[0],
-        os.path.join(RECIPE_DIR, "hparams", "finetune.yaml"),
-    )
-    kwargs = prepare_main(prepare_cremad, parser, argv)
+    kwargs = run_prepare_script(prepare_cremad, __doc__, RECIPE_DIR, argv)
     print(f"CREMA-D manifests in {kwargs['save_folder']}")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_script_logging()
     main()

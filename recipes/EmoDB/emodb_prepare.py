@@ -38,20 +38,20 @@ Authors
  * ser_lib contributors 2025
 """
 
-import logging
 import os
 import re
 from functools import partial
 
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.data.preparation import (
-    check_folder,
-    list_audio_files,
-    prepare_arg_parser,
-    prepare_corpus,
-    prepare_main,
+from ser_lib.data.corpus_files import (
+    audio_utterance,
+    check_codes,
+    corpus_audio_files,
+    match_file_name,
 )
+from ser_lib.data.preparation import prepare_corpus
+from ser_lib.data.prepare_script import configure_script_logging, run_prepare_script
 
 logger = get_logger(__name__)
 
@@ -87,6 +87,7 @@ PREP_VERSION = 1
 _NAME_RE = re.compile(
     r"^(?P<speaker>\d{2})(?P<text>[a-z]\d{2})(?P<emotion>[A-Z])(?P<version>[a-z])$"
 )
+_CODED_FIELDS = (("emotion", EMOTIONS), ("speaker", SPEAKER_GENDERS))
 
 
 def parse_emodb_filename(path):
@@ -119,19 +120,17 @@ def parse_emodb_filename(path):
     ...
     ValueError: EmoDB file wav/04a01Fa.wav: unknown speaker '04' (expected one of ['03', '08', '09', '10', '11', '12', '13', '14', '15', '16'])
     """
-    stem = os.path.splitext(os.path.basename(path))[0]
-    match = _NAME_RE.match(stem)
-    if match is None:
-        raise ValueError(
-            f"EmoDB file {path}: the name must be <speaker><text><emotion><version>"
-            ".wav (e.g. 03a01Fa.wav)"
-        )
-    for name, known in (("emotion", EMOTIONS), ("speaker", SPEAKER_GENDERS)):
-        if match.group(name) not in known:
-            raise ValueError(
-                f"EmoDB file {path}: unknown {name} {match.group(name)!r} "
-                f"(expected one of {sorted(known)})"
-            )
+    stem, match = match_file_name(
+        path,
+        _NAME_RE,
+        CORPUS,
+        "<speaker><text><emotion><version>.wav (e.g. 03a01Fa.wav)",
+    )
+    check_codes(
+        path,
+        CORPUS,
+        [(name, match.group(name), known) for name, known in _CODED_FIELDS],
+    )
     return {
         "ID": stem,
         "speaker": match.group("speaker"),
@@ -166,26 +165,20 @@ def collect_emodb(data_folder):
     ...  for u in collect_emodb(root)]
     [('16b10Wb', 'angry', '16', 'F', 'b10', 'wav/16b10Wb.wav')]
     """
-    check_folder(data_folder, "EmoDB data_folder")
-    audio_folder = os.path.join(data_folder, AUDIO_FOLDER)
-    check_folder(audio_folder, "EmoDB audio folder")
-    paths = list_audio_files(audio_folder)
-    if not paths:
-        raise FileNotFoundError(f"No .wav file in the EmoDB folder {audio_folder}")
     utterances = []
-    for path in paths:
+    for path in corpus_audio_files(data_folder, CORPUS, AUDIO_FOLDER):
         info = parse_emodb_filename(path)
         utterances.append(
-            {
-                "ID": info["ID"],
-                "label": info["label"],
-                "spk_id": info["speaker"],
-                "gender": info["gender"],
-                "style": info["version"],
-                "dialog": info["text"],
-                "wav": f"{AUDIO_FOLDER}/{os.path.basename(path)}",
-                "source": path,
-            }
+            audio_utterance(
+                path,
+                AUDIO_FOLDER,
+                ID=info["ID"],
+                label=info["label"],
+                spk_id=info["speaker"],
+                gender=info["gender"],
+                style=info["version"],
+                dialog=info["text"],
+            )
         )
     return utterances
 
@@ -195,10 +188,7 @@ def prepare_emodb(
     save_folder,
     class_map,
     fold_mode="leave_one_speaker_out",
-    n_folds=5,
-    valid_mode="none",
-    unmapped="error",
-    skip_prep=False,
+    **options,
 ):
     """Writes the EmoDB manifests: ``all.csv`` and speaker-independent folds.
 
@@ -215,14 +205,9 @@ def prepare_emodb(
         ``{raw emotion name: class or None}`` (the YAML's ``class_map``).
     fold_mode : str
         ``"leave_one_speaker_out"`` (default: 10 folds) or ``"speaker_kfold"``.
-    n_folds : int
-        Number of speaker folds (``speaker_kfold`` only).
-    valid_mode : str
-        ``"none"`` (model = last epoch) or ``"speaker"`` (one training speaker held out).
-    unmapped : str
-        ``"error"`` or ``"drop"`` for an emotion missing from ``class_map``.
-    skip_prep : bool
-        If True, do nothing.
+    **options
+        ``n_folds``, ``valid_mode``, ``unmapped``, ``skip_prep``: see
+        :func:`ser_lib.data.preparation.prepare_corpus`.
 
     Example
     -------
@@ -244,11 +229,8 @@ def prepare_emodb(
         save_folder,
         class_map,
         settings={"prep_version": PREP_VERSION},
-        unmapped=unmapped,
         fold_mode=fold_mode,
-        n_folds=n_folds,
-        valid_mode=valid_mode,
-        skip_prep=skip_prep,
+        **options,
     )
 
 
@@ -263,17 +245,12 @@ def main(argv=None):
     ...
     FileNotFoundError: EmoDB data_folder not found: /nonexistent
     """
-    parser = prepare_arg_parser(
-        __doc__.split("\n\n")[0],
-        os.path.join(RECIPE_DIR, "hparams", "finetune.yaml"),
-        fold_mode="leave_one_speaker_out",
+    kwargs = run_prepare_script(
+        prepare_emodb, __doc__, RECIPE_DIR, argv, fold_mode="leave_one_speaker_out"
     )
-    kwargs = prepare_main(prepare_emodb, parser, argv)
     print(f"EmoDB manifests in {kwargs['save_folder']}")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_script_logging()
     main()

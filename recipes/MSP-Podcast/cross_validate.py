@@ -17,6 +17,7 @@ import os
 import sys
 
 from ser_lib.cross_validation import cross_validate_main
+from ser_lib.report import report_after_cross_validation
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 FOLDS = [1]  # a single fold: the official Train/Development/test split
@@ -25,7 +26,13 @@ FOLDS = [1]  # a single fold: the official Train/Development/test split
 def main(argv=None):
     """Runs the cross-validation; returns the aggregated results."""
     argv = sys.argv[1:] if argv is None else argv
-    return cross_validate_main(argv, RECIPE_DIR, FOLDS, __doc__.split("\n\n")[0])
+    return cross_validate_main(
+        argv,
+        RECIPE_DIR,
+        FOLDS,
+        __doc__.split("\n\n")[0],
+        post_run=report_after_cross_validation,
+    )
 
 
 if __name__ == "__main__":

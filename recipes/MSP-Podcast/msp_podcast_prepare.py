@@ -46,14 +46,13 @@ Authors
 """
 
 import argparse
-import csv
-import logging
 import os
 from collections import defaultdict
 
 from speechbrain.utils.logger import get_logger
 
 from ser_lib.data.class_map import apply_class_map, class_names
+from ser_lib.data.corpus_files import csv_table
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
     clear_prep_options,
@@ -66,9 +65,8 @@ from ser_lib.data.preparation import (
     log_counts,
     manifest_rows,
     normalise_gender,
-    prepare_arg_parser,
-    prepare_main,
 )
+from ser_lib.data.prepare_script import configure_script_logging, run_prepare_script
 
 logger = get_logger(__name__)
 
@@ -134,16 +132,9 @@ def read_labels_consensus(path):
     ...  for r in read_labels_consensus(path)]
     [('MSP-PODCAST_0002_0033', 'neutral', '127', 'F', 'Train', 'MSP-PODCAST_0002'), ('MSP-PODCAST_0003_0001', None, 'Unknown', 'U', 'Test3', 'MSP-PODCAST_0003')]
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MSP-Podcast labels file not found: {path}")
     rows, seen = [], {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the columns {missing} (header: {reader.fieldnames})"
-            )
+    missing = f"MSP-Podcast labels file not found: {path}"
+    with csv_table(path, REQUIRED_COLUMNS, missing) as reader:
         for row in reader:
             source = f"{path}, line {reader.line_num}"
             file_name = row["FileName"].strip()
@@ -386,6 +377,16 @@ def prepare_msp_podcast(
     logger.info("MSP-Podcast manifests written to %s", save_folder)
 
 
+def _add_options(parser):
+    parser.add_argument("--test_set", default="Test1", help="Test1, Test2...")
+    parser.add_argument(
+        "--use_development",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Development as the validation set (default) or none",
+    )
+
+
 def main(argv=None):
     """Command-line entry point (see the module docstring).
 
@@ -397,24 +398,17 @@ def main(argv=None):
     ...
     FileNotFoundError: MSP-Podcast data_folder not found: /nonexistent
     """
-    parser = prepare_arg_parser(
-        __doc__.split("\n\n")[0],
-        os.path.join(RECIPE_DIR, "hparams", "finetune.yaml"),
+    kwargs = run_prepare_script(
+        prepare_msp_podcast,
+        __doc__,
+        RECIPE_DIR,
+        argv,
+        add_options=_add_options,
         folds=False,
     )
-    parser.add_argument("--test_set", default="Test1", help="Test1, Test2...")
-    parser.add_argument(
-        "--use_development",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Development as the validation set (default) or none",
-    )
-    kwargs = prepare_main(prepare_msp_podcast, parser, argv)
     print(f"MSP-Podcast manifests in {kwargs['save_folder']}")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_script_logging()
     main()

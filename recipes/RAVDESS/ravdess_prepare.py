@@ -42,20 +42,15 @@ Authors
  * ser_lib contributors 2025
 """
 
-import logging
 import os
 import re
 from functools import partial
 
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.data.preparation import (
-    check_folder,
-    list_audio_files,
-    prepare_arg_parser,
-    prepare_corpus,
-    prepare_main,
-)
+from ser_lib.data.corpus_files import audio_utterance, check_codes, match_file_name
+from ser_lib.data.preparation import check_folder, list_audio_files, prepare_corpus
+from ser_lib.data.prepare_script import configure_script_logging, run_prepare_script
 
 logger = get_logger(__name__)
 
@@ -118,28 +113,22 @@ def parse_ravdess_filename(path):
     ...
     ValueError: RAVDESS file Actor_12/03-01-09-02-01-02-12.wav: unknown emotion code '09' (expected one of ['01', ..., '08'])
     """
-    stem = os.path.splitext(os.path.basename(path))[0]
-    match = _NAME_RE.match(stem)
-    if match is None:
-        raise ValueError(
-            f"RAVDESS file {path}: the name must be MM-VV-EE-II-SS-RR-AA.wav "
-            "(seven 2-digit fields)"
-        )
-    modality, channel, emotion, intensity, statement, repetition, actor = match.groups()
-    fields = (
-        ("modality", modality, {AUDIO_ONLY: "audio-only"}),
-        ("vocal channel", channel, VOCAL_CHANNELS),
-        ("emotion", emotion, EMOTIONS),
-        ("intensity", intensity, INTENSITIES),
-        ("statement", statement, STATEMENTS),
-        ("repetition", repetition, dict.fromkeys(REPETITIONS)),
+    stem, match = match_file_name(
+        path, _NAME_RE, CORPUS, "MM-VV-EE-II-SS-RR-AA.wav (seven 2-digit fields)"
     )
-    for name, code, known in fields:
-        if code not in known:
-            raise ValueError(
-                f"RAVDESS file {path}: unknown {name} code {code!r} "
-                f"(expected one of {sorted(known)})"
-            )
+    modality, channel, emotion, intensity, statement, repetition, actor = match.groups()
+    check_codes(
+        path,
+        CORPUS,
+        (
+            ("modality code", modality, {AUDIO_ONLY: "audio-only"}),
+            ("vocal channel code", channel, VOCAL_CHANNELS),
+            ("emotion code", emotion, EMOTIONS),
+            ("intensity code", intensity, INTENSITIES),
+            ("statement code", statement, STATEMENTS),
+            ("repetition code", repetition, REPETITIONS),
+        ),
+    )
     actor_number = int(actor)
     if not 1 <= actor_number <= N_ACTORS:
         raise ValueError(f"RAVDESS file {path}: actor {actor} is not in 01..{N_ACTORS}")
@@ -248,16 +237,16 @@ def collect_ravdess(data_folder, vocal_channel="speech"):
             if vocal_channel not in ("all", info["vocal_channel"]):
                 continue
             utterances.append(
-                {
-                    "ID": info["ID"],
-                    "label": info["label"],
-                    "spk_id": folder,
-                    "gender": info["gender"],
-                    "style": f"{info['vocal_channel']}_{info['intensity']}",
-                    "dialog": info["statement"],
-                    "wav": f"{folder}/{os.path.basename(path)}",
-                    "source": path,
-                }
+                audio_utterance(
+                    path,
+                    folder,
+                    ID=info["ID"],
+                    label=info["label"],
+                    spk_id=folder,
+                    gender=info["gender"],
+                    style=f"{info['vocal_channel']}_{info['intensity']}",
+                    dialog=info["statement"],
+                )
             )
     return sorted(utterances, key=lambda utt: utt["ID"])
 
@@ -267,11 +256,7 @@ def prepare_ravdess(
     save_folder,
     class_map,
     vocal_channel="speech",
-    fold_mode="speaker_kfold",
-    n_folds=5,
-    valid_mode="none",
-    unmapped="error",
-    skip_prep=False,
+    **options,
 ):
     """Writes the RAVDESS manifests: ``all.csv`` and speaker-independent folds.
 
@@ -288,16 +273,9 @@ def prepare_ravdess(
         ``{raw emotion name: class or None}`` (the YAML's ``class_map``).
     vocal_channel : str
         ``"speech"`` (default), ``"song"`` or ``"all"``.
-    fold_mode : str
-        ``"speaker_kfold"`` (default) or ``"leave_one_speaker_out"``.
-    n_folds : int
-        Number of speaker folds (``speaker_kfold``).
-    valid_mode : str
-        ``"none"`` (model = last epoch) or ``"speaker"`` (one training actor held out).
-    unmapped : str
-        ``"error"`` or ``"drop"`` for an emotion missing from ``class_map``.
-    skip_prep : bool
-        If True, do nothing.
+    **options
+        ``fold_mode`` (default ``"speaker_kfold"``), ``n_folds``, ``valid_mode``,
+        ``unmapped``, ``skip_prep``: see :func:`ser_lib.data.preparation.prepare_corpus`.
 
     Example
     -------
@@ -323,12 +301,12 @@ def prepare_ravdess(
         save_folder,
         class_map,
         settings={"vocal_channel": vocal_channel, "prep_version": PREP_VERSION},
-        unmapped=unmapped,
-        fold_mode=fold_mode,
-        n_folds=n_folds,
-        valid_mode=valid_mode,
-        skip_prep=skip_prep,
+        **options,
     )
+
+
+def _add_options(parser):
+    parser.add_argument("--vocal_channel", default="speech", choices=CHANNEL_CHOICES)
 
 
 def main(argv=None):
@@ -342,17 +320,12 @@ def main(argv=None):
     ...
     FileNotFoundError: RAVDESS data_folder not found: /nonexistent
     """
-    parser = prepare_arg_parser(
-        __doc__.split("\n\n")[0],
-        os.path.join(RECIPE_DIR, "hparams", "finetune.yaml"),
+    kwargs = run_prepare_script(
+        prepare_ravdess, __doc__, RECIPE_DIR, argv, add_options=_add_options
     )
-    parser.add_argument("--vocal_channel", default="speech", choices=CHANNEL_CHOICES)
-    kwargs = prepare_main(prepare_ravdess, parser, argv)
     print(f"RAVDESS manifests in {kwargs['save_folder']}")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_script_logging()
     main()

@@ -41,20 +41,14 @@ Authors
 """
 
 import hashlib
-import logging
 import os
 from functools import partial
 
 from speechbrain.utils.logger import get_logger
 
 from ser_lib.data.manifest import read_manifest
-from ser_lib.data.preparation import (
-    check_folder,
-    normalise_gender,
-    prepare_arg_parser,
-    prepare_corpus,
-    prepare_main,
-)
+from ser_lib.data.preparation import check_folder, normalise_gender, prepare_corpus
+from ser_lib.data.prepare_script import configure_script_logging, run_prepare_script
 
 logger = get_logger(__name__)
 
@@ -308,6 +302,11 @@ def prepare_generic(
     )
 
 
+def _add_options(parser):
+    parser.add_argument("--csv_file", required=True, help="the labelled CSV")
+    parser.add_argument("--group_column", default="session")
+
+
 def main(argv=None):
     """Command-line entry point (see the module docstring).
 
@@ -320,19 +319,17 @@ def main(argv=None):
     ...
     FileNotFoundError: Labelled CSV file not found: /nonexistent/labels.csv
     """
-    parser = prepare_arg_parser(
-        __doc__.split("\n\n")[0],
-        os.path.join(RECIPE_DIR, "hparams", "finetune.yaml"),
+    kwargs = run_prepare_script(
+        prepare_generic,
+        __doc__,
+        RECIPE_DIR,
+        argv,
+        add_options=_add_options,
         unmapped="drop",
     )
-    parser.add_argument("--csv_file", required=True, help="the labelled CSV")
-    parser.add_argument("--group_column", default="session")
-    kwargs = prepare_main(prepare_generic, parser, argv)
     print(f"Manifests of {kwargs['csv_file']} in {kwargs['save_folder']}")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_script_logging()
     main()

@@ -14,8 +14,9 @@ Everything after that is here and is the same for every corpus;
    ``fold{k}/{train,valid,test}.csv`` manifests
    (:func:`ser_lib.data.folds.write_group_folds`) and, last, the marker.
 
-The scripts' command lines are :func:`prepare_arg_parser` plus their own options,
-run by :func:`prepare_main` (the class map is read from the recipe's YAML).
+The scripts' command lines are in :mod:`ser_lib.data.prepare_script`; reading a
+corpus's own files (folders, coded names, label tables) in
+:mod:`ser_lib.data.corpus_files`.
 
 Utterances are dicts with ``ID``, ``label`` (raw label), ``spk_id``, ``gender``
 (``F``, ``M`` or ``U`` for unknown; see :func:`normalise_gender`), ``style``,
@@ -26,21 +27,14 @@ Authors
  * ser_lib contributors 2025
 """
 
-import argparse
 import os
 from collections import Counter
 
 import soundfile
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.data.class_map import (
-    UNMAPPED_POLICIES,
-    apply_class_map,
-    class_names,
-    read_class_maps,
-    select_class_map,
-)
-from ser_lib.data.folds import VALID_MODES, sorted_groups, write_group_folds
+from ser_lib.data.class_map import apply_class_map, class_names
+from ser_lib.data.folds import sorted_groups, write_group_folds
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
     clear_prep_options,
@@ -49,7 +43,7 @@ from ser_lib.data.manifest import (
     save_prep_options,
     write_manifest,
 )
-from ser_lib.data.speaker_folds import FOLD_MODES, assign_folds
+from ser_lib.data.speaker_folds import assign_folds
 
 logger = get_logger(__name__)
 
@@ -525,100 +519,3 @@ def prepare_corpus(
         group_key=group_key,
     )
     return True
-
-
-def prepare_arg_parser(
-    description,
-    hparams_file,
-    folds=True,
-    fold_mode="speaker_kfold",
-    n_folds=5,
-    unmapped="error",
-):
-    """The command-line options shared by the ``<corpus>_prepare.py`` scripts.
-
-    The class map comes from the recipe's YAML (``--hparams_file``, key
-    ``class_maps``) and ``--class_set``, so it is written in one place only.
-
-    Arguments
-    ---------
-    description : str
-        Shown by ``--help``.
-    hparams_file : str
-        Default of ``--hparams_file`` (the recipe's ``hparams/finetune.yaml``).
-    folds : bool
-        Whether to add ``--fold_mode``, ``--n_folds`` and ``--valid_mode``.
-    fold_mode : str
-        Default of ``--fold_mode``.
-    n_folds : int
-        Default of ``--n_folds``.
-    unmapped : str
-        Default of ``--unmapped``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        With ``--data_folder``, ``--save_folder``, ``--hparams_file``,
-        ``--class_set``, ``--unmapped``, ``--skip_prep`` (and the fold options).
-
-    Example
-    -------
-    >>> parser = prepare_arg_parser("demo", "hparams/finetune.yaml", n_folds=10)
-    >>> args = parser.parse_args(["--data_folder", "D", "--save_folder", "S"])
-    >>> args.class_set, args.fold_mode, args.n_folds, args.valid_mode, args.unmapped
-    ('4class', 'speaker_kfold', 10, 'none', 'error')
-    """
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data_folder", required=True, help="the corpus folder")
-    parser.add_argument("--save_folder", required=True, help="output folder")
-    parser.add_argument(
-        "--hparams_file", default=hparams_file, help="YAML holding class_maps"
-    )
-    parser.add_argument("--class_set", default="4class", help="a key of class_maps")
-    parser.add_argument("--unmapped", default=unmapped, choices=UNMAPPED_POLICIES)
-    if folds:
-        parser.add_argument("--fold_mode", default=fold_mode, choices=FOLD_MODES)
-        parser.add_argument("--n_folds", type=int, default=n_folds)
-        parser.add_argument("--valid_mode", default="none", choices=VALID_MODES)
-    parser.add_argument("--skip_prep", action="store_true", help="do nothing")
-    return parser
-
-
-def prepare_main(prepare, parser, argv=None):
-    """Runs a prepare function from the command line built by :func:`prepare_arg_parser`.
-
-    Every option but ``--hparams_file`` and ``--class_set`` is passed to ``prepare``
-    as the keyword of the same name; those two give its ``class_map`` (read from the
-    YAML by :func:`ser_lib.data.class_map.read_class_maps`).
-
-    Arguments
-    ---------
-    prepare : callable
-        E.g. ``prepare_ravdess``.
-    parser : argparse.ArgumentParser
-        From :func:`prepare_arg_parser`, with the corpus's own options added.
-    argv : list of str, optional
-        Arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    dict
-        The keyword arguments ``prepare`` was called with.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "finetune.yaml")
-    >>> _ = open(path, "w").write("class_maps:\\n  4class: {neutral: neu}\\n")
-    >>> def prepare(data_folder, save_folder, class_map, unmapped, skip_prep):
-    ...     pass
-    >>> kwargs = prepare_main(prepare, prepare_arg_parser("demo", path, folds=False),
-    ...                       ["--data_folder", "D", "--save_folder", "S"])
-    >>> kwargs["class_map"], kwargs["save_folder"], kwargs["unmapped"]
-    ({'neutral': 'neu'}, 'S', 'error')
-    """
-    kwargs = vars(parser.parse_args(argv))
-    class_maps = read_class_maps(kwargs.pop("hparams_file"))
-    kwargs["class_map"] = select_class_map(class_maps, kwargs.pop("class_set"))
-    prepare(**kwargs)
-    return kwargs

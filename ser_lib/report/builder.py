@@ -9,17 +9,14 @@ as missing and left out; so are pictures whose inputs are gone, with the reason 
 README. Rebuild a report with ``python tools/make_report.py OUTPUT``.
 """
 
-import json
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.cross_validation import aggregate_folds, results_table
-from ser_lib.inference import HPARAMS_FILE, ModelFolderError, read_saved_hparams
+from ser_lib.fold_results import aggregate_folds, read_fold_run, results_table
+from ser_lib.inference import ModelFolderError
 from ser_lib.report.plots import (
     confusion_figure,
     curves_figure,
@@ -31,13 +28,11 @@ from ser_lib.report.plots import (
 from ser_lib.report.tsne import class_separation, embed_test_session, tsne_2d
 
 __all__ = [
+    "REPORT_FOLDER",
     "STAGE1_PANELS",
     "STAGE2_PANELS",
-    "FoldRun",
     "build_report",
-    "discover_fold_folders",
-    "read_fold_run",
-    "read_jsonl",
+    "report_after_cross_validation",
 ]
 
 logger = get_logger(__name__)
@@ -61,154 +56,9 @@ STAGE2_PANELS = (
 """Stage-2 quantities plotted (key in train_log.jsonl, panel title)."""
 
 README = "README.md"
+REPORT_FOLDER = "report"
+"""The report's folder in a cross-validation results folder."""
 PICTURE_PATTERNS = ("confusion_*.png", "recall_*.png", "curves_*.png", "tsne_*.png")
-_FOLD_FOLDER = re.compile(r"^fold(\d+)$")
-
-
-def read_jsonl(path):
-    """Reads a JSON-lines file (one object per non-empty line).
-
-    Arguments
-    ---------
-    path : str or os.PathLike
-        The file.
-
-    Returns
-    -------
-    list of dict
-
-    Example
-    -------
-    >>> path = getfixture("tmp_path") / "log.jsonl"
-    >>> _ = path.write_text('{"a": 1}\\n\\n{"a": 2}\\n')
-    >>> read_jsonl(path)
-    [{'a': 1}, {'a': 2}]
-    """
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-@dataclass
-class FoldRun:
-    """What one fold left on disk.
-
-    Attributes
-    ----------
-    fold : int
-        The fold number.
-    folder : pathlib.Path
-        Its stage-2 folder.
-    metrics : dict or None
-        ``metrics.json`` (None: the fold has not finished).
-    stage2_log : list of dict
-        Its ``train_log.jsonl`` records (empty if none).
-    stage1_log : list of dict
-        The stage-1 ``train_log.jsonl`` records (empty if none, e.g. a
-        ``backbone_init: random`` run).
-
-    Example
-    -------
-    >>> run = FoldRun(fold=1, folder=Path("fold1/finetune"))
-    >>> run.metrics is None, run.stage1_log
-    (True, [])
-    """
-
-    fold: int
-    folder: Path
-    metrics: dict = None
-    stage2_log: list = field(default_factory=list)
-    stage1_log: list = field(default_factory=list)
-
-
-def read_fold_run(fold, folder):
-    """Reads the results and logs of one fold.
-
-    Arguments
-    ---------
-    fold : int
-        The fold number.
-    folder : str or os.PathLike
-        Its stage-2 folder (``.../fold<k>/finetune``); it may not exist yet.
-
-    Returns
-    -------
-    FoldRun
-
-    Example
-    -------
-    >>> run = read_fold_run(3, getfixture("tmp_path") / "fold3" / "finetune")
-    >>> run.fold, run.metrics, run.stage2_log
-    (3, None, [])
-    """
-    folder = Path(folder)
-    run = FoldRun(fold=int(fold), folder=folder)
-    if (folder / "metrics.json").is_file():
-        with open(folder / "metrics.json", encoding="utf-8") as f:
-            run.metrics = json.load(f)
-    if (folder / "train_log.jsonl").is_file():
-        run.stage2_log = read_jsonl(folder / "train_log.jsonl")
-    if (folder / HPARAMS_FILE).is_file():
-        adapter_folder = read_saved_hparams(folder / HPARAMS_FILE).get("adapter_folder")
-        # The stage-1 export folder (…/adapter/model) sits in the stage-1 run folder.
-        if adapter_folder:
-            stage1_log = Path(adapter_folder).parent / "train_log.jsonl"
-            if stage1_log.is_file():
-                run.stage1_log = read_jsonl(stage1_log)
-    return run
-
-
-def discover_fold_folders(output_root, experiment=None, finetune_name="finetune"):
-    """Finds the stage-2 folders ``<output_root>/<experiment>/fold<k>/<finetune_name>``.
-
-    Arguments
-    ---------
-    output_root : str or os.PathLike
-        The ``output_root`` of the runs.
-    experiment : str, optional
-        The experiment folder name (e.g. ``hubert_large_improvised``); needed when
-        ``output_root`` holds several.
-    finetune_name : str
-        The stage-2 folder name (``finetune_random`` for the ablation).
-
-    Returns
-    -------
-    dict
-        Fold number -> stage-2 folder (existing folders only).
-
-    Example
-    -------
-    >>> root = getfixture("tmp_path")
-    >>> for fold in (2, 1):
-    ...     (root / "fbank_all" / f"fold{fold}" / "finetune").mkdir(parents=True)
-    >>> folders = discover_fold_folders(root)
-    >>> sorted(folders), folders[1].relative_to(root).as_posix()
-    ([1, 2], 'fbank_all/fold1/finetune')
-    """
-    output_root = Path(output_root)
-    experiments = {}
-    for stage2 in output_root.glob(f"*/fold*/{finetune_name}"):
-        match = _FOLD_FOLDER.match(stage2.parent.name)
-        if match and stage2.is_dir():
-            name = stage2.parent.parent.name
-            experiments.setdefault(name, {})[int(match.group(1))] = stage2
-    if experiment is not None:
-        if experiment not in experiments:
-            raise FileNotFoundError(
-                f"No {output_root}/{experiment}/fold*/{finetune_name} folder "
-                f"(experiments there: {sorted(experiments)})"
-            )
-        return dict(sorted(experiments[experiment].items()))
-    if not experiments:
-        raise FileNotFoundError(
-            f"No */fold*/{finetune_name} folder in {output_root}: is it the "
-            "output folder of a cross-validation run?"
-        )
-    if len(experiments) > 1:
-        raise ValueError(
-            f"{output_root} holds several experiments {sorted(experiments)}; "
-            "choose one (--experiment)"
-        )
-    return dict(sorted(next(iter(experiments.values())).items()))
 
 
 class _Readme:
@@ -308,6 +158,7 @@ def build_report(
     >>> root = getfixture("tmp_path")
     >>> fold1 = root / "fbank_all" / "fold1" / "finetune"
     >>> fold1.mkdir(parents=True)
+    >>> import json
     >>> _ = (fold1 / "metrics.json").write_text(json.dumps({
     ...     "UA": 50.0, "WA": 60.0, "F1": 40.0, "n_test": 5, "classes": ["neu", "sad"],
     ...     "confusion_matrix": [[3, 0], [2, 0]]}))
@@ -385,6 +236,36 @@ def build_report(
         ),
     )
     return _summary(readme, finished, missing)
+
+
+def report_after_cross_validation(fold_folders, results_folder):
+    """Post-run hook of :func:`ser_lib.cross_validation.cross_validate`: the report.
+
+    Writes ``results_folder/report/`` with :func:`build_report`'s defaults; the
+    recipes' ``cross_validate.py`` pass it as ``post_run``.
+
+    Arguments
+    ---------
+    fold_folders : dict
+        Fold number -> stage-2 folder.
+    results_folder : str or os.PathLike
+        The cross-validation results folder.
+
+    Returns
+    -------
+    dict
+        What :func:`build_report` returns.
+
+    Example
+    -------
+    >>> root = getfixture("tmp_path")
+    >>> report = report_after_cross_validation({1: root / "x" / "fold1" / "finetune"}, root)
+    >>> report["readme"].relative_to(root).as_posix(), report["missing_folds"]
+    ('report/README.md', [1])
+    """
+    report = build_report(fold_folders, os.path.join(results_folder, REPORT_FOLDER))
+    logger.info("Report: %s", report["readme"])
+    return report
 
 
 def _experiment_name(fold_folders):
