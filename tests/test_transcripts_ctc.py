@@ -9,7 +9,8 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 
 from ser_lib.data.manifest import read_manifest
-from ser_lib.synth.mini_iemocap import SENTENCES, make_mini_iemocap
+from ser_lib.synth.design import SENTENCES
+from ser_lib.synth.mini_iemocap import make_mini_iemocap
 from ser_lib.text.ctc import (
     BLANK_INDEX,
     ctc_loss_fp32,
