@@ -61,7 +61,7 @@ def masked_cross_entropy(logits, labels):
     return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
 
 
-def load_matching_state(module, path):
+def load_matching_state(module, path, prefixes=("",)):
     """Loads the entries of a saved state dict whose names and shapes match.
 
     Arguments
@@ -70,6 +70,8 @@ def load_matching_state(module, path):
         Target.
     path : str
         A ``torch.save`` d state dict.
+    prefixes : sequence of str
+        Only names starting with one of these are loaded.
 
     Returns
     -------
@@ -84,10 +86,16 @@ def load_matching_state(module, path):
     ['weight', 'bias']
     >>> load_matching_state(torch.nn.Linear(4, 3), path)
     ['bias']
+    >>> load_matching_state(torch.nn.Linear(2, 3), path, prefixes=["w"])
+    ['weight']
     """
     saved = torch.load(path, map_location="cpu", weights_only=True)
     own = module.state_dict()
-    loaded = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    loaded = {
+        k: v
+        for k, v in saved.items()
+        if k in own and own[k].shape == v.shape and k.startswith(tuple(prefixes))
+    }
     module.load_state_dict(loaded, strict=False)
     return list(loaded)
 
@@ -104,7 +112,9 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
     ``aux_weight`` (alpha / lambda / beta), ``scl_loss`` (None or a callable on a
     list of embeddings, e.g. :func:`ser_lib.multitask_losses.scl_cos`),
     ``scl_tasks``, ``scl_weight``, ``warm_start_heads`` (None or a stage's
-    :data:`HEADS_FILE`: matching entries are loaded before checkpoint recovery),
+    :data:`HEADS_FILE`: the entries whose names start with one of
+    ``warm_start_prefixes`` and whose shapes match are loaded before checkpoint
+    recovery),
     ``export_encoder`` (export the encoder when done: stage 1), ``char_encoder``
     (set by :func:`ser_lib.inloop.transcribed.transcribed_dataio`), and those of
     :class:`ser_lib.brains.inloop.InLoopBrain` and
@@ -202,7 +212,9 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
         """Warm-starts the heads (before checkpoint recovery), then as the base."""
         source = self.hparams.warm_start_heads
         if source is not None:
-            loaded = load_matching_state(unwrap(self.modules.head), source)
+            loaded = load_matching_state(
+                unwrap(self.modules.head), source, self.hparams.warm_start_prefixes
+            )
             logger.info("Heads warm-started from %s: %s", source, loaded)
         super().on_fit_start()
 

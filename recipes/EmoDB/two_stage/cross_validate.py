@@ -6,10 +6,12 @@
         --overrides="{encoder_source: /path/to/whisper-base}" \
         [--stage_overrides="{stage2: {fusion: shared, scl: cos}}"]
 
+``--stages stage1`` (or ``stage2``) runs one stage only (single-stage rows).
 Re-running the same command skips finished folds and stages and resumes the
 unfinished stage from its checkpoints. See README.md for the table rows.
 """
 
+import argparse
 import os
 import sys
 
@@ -23,13 +25,24 @@ STAGES = [
 ]
 
 
+def select_stages(argv):
+    """Removes ``--stages NAME ...`` from ``argv``; returns the chosen stages and the
+    rest (single-stage rows of Table 1 run one stage only)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--stages", nargs="+", choices=[s.name for s in STAGES])
+    args, rest = parser.parse_known_args(argv)
+    chosen = [s for s in STAGES if args.stages is None or s.name in args.stages]
+    return chosen, rest
+
+
 def main(argv=None):
     """Runs the folds (default: all ten speakers) and prints the table."""
     sys.path.insert(0, os.path.dirname(RECIPE_DIR))  # emodb_prepare
+    stages, rest = select_stages(sys.argv[1:] if argv is None else argv)
     return multistage_main(
-        sys.argv[1:] if argv is None else argv,
+        rest,
         RECIPE_DIR,
-        STAGES,
+        stages,
         default_folds=list(range(1, 11)),
         description=__doc__,
     )
