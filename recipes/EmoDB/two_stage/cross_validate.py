@@ -16,6 +16,7 @@ import os
 import sys
 
 from ser_lib.multistage import Stage, multistage_main
+from ser_lib.report import report_after_cross_validation
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,6 +46,7 @@ def main(argv=None):
         stages,
         default_folds=list(range(1, 11)),
         description=__doc__,
+        post_run=report_after_cross_validation,
     )
 
 
