@@ -76,13 +76,20 @@ def fold1(tmp_path_factory):
             f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
         )
     fold = out / "tiny_all" / "fold1"
-    return {"out": out, "fold": fold, "model_dir": model_dir, "log": result.stderr}
+    return {
+        "out": out,
+        "fold": fold,
+        "model_dir": model_dir,
+        "cmd": cmd,
+        "corpus": summary["path"],
+    }
 
 
 def test_stage1_reports_wer_and_exports_encoder(fold1):
     stage1 = fold1["fold"] / "stage1_ser_asr"
     metrics = json.loads((stage1 / "metrics.json").read_text())
     assert 0.0 <= metrics["WER"] and 0.0 <= metrics["UA"] <= 100.0
+    assert {"UA_improvised", "UA_scripted"} & set(metrics)  # per-style emotion UA
     assert (stage1 / "encoder" / "config.json").is_file()
     assert (stage1 / "heads.ckpt").is_file() and (stage1 / "done.json").is_file()
     chars = (stage1 / "chars.txt").read_text()
@@ -101,6 +108,29 @@ def test_stage2_reports_auxiliary_tasks_and_keeps_the_encoder(fold1):
     results = json.loads((fold1["out"] / "cv_results.json").read_text())
     assert [row["fold"] for row in results["folds"]] == [1]
     assert results["mean"]["UA"] == pytest.approx(metrics["UA"])
+
+
+def test_single_stage_adapters_with_asr(fold1):
+    """Table 1 "Adapters, SER + ASR": stage 2's YAML on the pretrained encoder."""
+    single = {
+        **STAGE2,
+        "adapted_encoder": fold1["model_dir"],
+        "warm_start_heads": None,
+        "asr": True,
+        "aux_tasks": {},
+        "fusion": "none",
+        "scl": "none",
+        "stage2_name": "single_adapters_ser_asr",
+    }
+    cmd = [a for a in fold1["cmd"] if not a.startswith("--stage_overrides")]
+    cmd += ["--stages=stage2", f"--stage_overrides={json.dumps({'stage2': single})}"]
+    cmd += [f"--results_folder={fold1['out'] / 'single'}"]
+    result = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-6000:]
+    folder = fold1["fold"] / "single_adapters_ser_asr"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "WER" in metrics and "gender_UA" not in metrics
+    assert (folder / "chars.txt").is_file()
 
 
 def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):

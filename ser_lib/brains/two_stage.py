@@ -13,8 +13,10 @@ optional character CTC head on the frames. One class covers the paper's settings
 
 The loss is ``(1 - k w) L_emotion + w sum_k L_k`` over the k auxiliary tasks present
 (:func:`ser_lib.multitask_losses.auxiliary_weighted_loss`), plus ``scl_weight * SCL``.
-Evaluation adds to ``metrics.json``: ``<task>_UA`` of every auxiliary task and the
-corpus-level ``WER`` of greedy CTC decoding.
+Evaluation adds to ``metrics.json``: ``<task>_UA`` of every auxiliary task, the
+corpus-level ``WER`` of greedy CTC decoding and, with ``score_by`` (e.g. ``style``),
+the emotion UA of each value of that column (``UA_improvised``, ``UA_scripted``: a
+lexical-leakage check, scripted dialogs repeat their lines in every session).
 """
 
 import json
@@ -115,7 +117,8 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
     :data:`HEADS_FILE`: the entries whose names start with one of
     ``warm_start_prefixes`` and whose shapes match are loaded before checkpoint
     recovery),
-    ``export_encoder`` (export the encoder when done: stage 1), ``char_encoder``
+    ``export_encoder`` (export the encoder when done: stage 1), ``score_by`` (None
+    or a column of ``label_classes``), ``char_encoder``
     (set by :func:`ser_lib.inloop.transcribed.transcribed_dataio`), and those of
     :class:`ser_lib.brains.inloop.InLoopBrain` and
     :class:`ser_lib.brains.evaluation.EvaluationMixin`.
@@ -129,6 +132,7 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
         self.current_stage = None
         self.aux_outputs = {}
         self.wer_stats = None
+        self.groups = []
 
     def reset_epoch_state(self, stage):
         """Clears the kept predictions of every task."""
@@ -136,6 +140,7 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
         self.current_stage = stage
         self.aux_outputs = {task: [] for task in self.hparams.aux_tasks}
         self.wer_stats = ErrorRateStats()
+        self.groups = []
 
     def compute_forward(self, batch, stage):
         """Encoder, task heads and (with ASR) the CTC head."""
@@ -174,6 +179,9 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
             loss = loss + self.hparams.scl_weight * self.hparams.scl_loss(embeddings)
         probs = fused_probabilities(outputs.emotion_logits.detach())
         self.outputs.append((list(batch.id), targets.cpu(), probs.cpu()))
+        if evaluating and self.hparams.score_by is not None:
+            column = self.hparams.score_by
+            self.groups.append(getattr(batch, f"{column}_encoded").data.view(-1).cpu())
         return loss
 
     def stage_scores(self, stage_loss):
@@ -192,12 +200,31 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
                 stats[f"{task}_UA"] = 100.0 * scores["UA"]
         if self.hparams.asr and self.wer_stats.ids:
             stats["WER"] = float(self.wer_stats.summarize("WER"))
+        if self.groups:
+            stats.update(self._scores_by_group())
         return stats
+
+    def _scores_by_group(self):
+        """Emotion UA of each value of the ``score_by`` column."""
+        _, targets, probs = self.gather_predictions()
+        groups = torch.cat(self.groups).numpy()
+        values = self.hparams.label_classes[self.hparams.score_by]
+        scores = {}
+        for index, value in enumerate(values):
+            keep = groups == index
+            if keep.any():
+                ua = ser_scores(targets[keep], probs[keep].argmax(axis=1))["UA"]
+                scores[f"UA_{value}"] = 100.0 * ua
+        return scores
 
     def write_evaluation(self, stats):
         """As :class:`EvaluationMixin`, with the auxiliary UAs and WER added."""
         super().write_evaluation(stats)
-        extra = {k: v for k, v in stats.items() if k.endswith("_UA") or k == "WER"}
+        extra = {
+            k: v
+            for k, v in stats.items()
+            if k.endswith("_UA") or k.startswith("UA_") or k == "WER"
+        }
         path = os.path.join(self.hparams.output_folder, "metrics.json")
         with open(path, encoding="utf-8") as f:
             metrics = json.load(f)

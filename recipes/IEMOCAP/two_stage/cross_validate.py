@@ -6,7 +6,7 @@
         --overrides="{encoder_source: /path/to/wav2vec2-xls-r-300m}" \
         [--stage_overrides="{stage2: {fusion: shared, scl: cos}}"]
 
-``--stages stage1`` (or ``stage2``) runs one stage only (single-stage rows).
+``--stages=stage1`` (or ``stage2``) runs one stage only (single-stage rows).
 Re-running the same command skips finished folds and stages and resumes the
 unfinished stage from its checkpoints. See README.md for the table rows.
 """
@@ -27,13 +27,20 @@ STAGES = [
 
 
 def select_stages(argv):
-    """Removes ``--stages NAME ...`` from ``argv``; returns the chosen stages and the
+    """Removes ``--stages=NAME[,NAME]`` from ``argv``; returns the chosen stages and the
     rest (single-stage rows of Table 1 run one stage only)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--stages", nargs="+", choices=[s.name for s in STAGES])
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--stages", help="comma-separated stage names")
     args, rest = parser.parse_known_args(argv)
-    chosen = [s for s in STAGES if args.stages is None or s.name in args.stages]
-    return chosen, rest
+    if args.stages is None:
+        return STAGES, rest
+    names = args.stages.split(",")
+    unknown = sorted(set(names) - {s.name for s in STAGES})
+    if unknown:
+        raise SystemExit(
+            f"--stages: unknown {unknown}; stages: {[s.name for s in STAGES]}"
+        )
+    return [s for s in STAGES if s.name in names], rest
 
 
 def main(argv=None):
