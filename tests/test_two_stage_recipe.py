@@ -117,7 +117,7 @@ def test_single_stage_adapters_with_asr(fold1):
         "adapted_encoder": fold1["model_dir"],
         "warm_start_heads": None,
         "asr": True,
-        "aux_tasks": {},
+        "aux_tasks": [],
         "fusion": "none",
         "scl": "none",
         "stage2_name": "single_adapters_ser_asr",

@@ -109,8 +109,8 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
     ``head`` (:class:`ser_lib.models.task_heads.MultiTaskHead`) and, with ``asr``,
     ``ctc_head`` (frames -> ``ctc_outputs`` logits).
 
-    Hparams: ``asr`` (bool), ``aux_tasks`` (auxiliary task -> manifest column with
-    its ``<column>_encoded`` labels, e.g. ``{gender: gender, style: style}``),
+    Hparams: ``asr`` (bool), ``aux_tasks`` (auxiliary tasks, each a manifest column
+    with ``<column>_encoded`` labels and a head classifier, e.g. ``[gender, style]``),
     ``aux_weight`` (alpha / lambda / beta), ``scl_loss`` (None or a callable on a
     list of embeddings, e.g. :func:`ser_lib.multitask_losses.scl_cos`),
     ``scl_tasks``, ``scl_weight``, ``warm_start_heads`` (None or a stage's
@@ -158,8 +158,8 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
         emotion_loss = fused_cross_entropy(outputs.emotion_logits, targets)
         evaluating = stage != sb.Stage.TRAIN
         aux = {}
-        for task, column in self.hparams.aux_tasks.items():
-            labels = getattr(batch, f"{column}_encoded").data.view(-1)
+        for task in self.hparams.aux_tasks:
+            labels = getattr(batch, f"{task}_encoded").data.view(-1)
             logits = outputs.logits[task]
             aux[task] = masked_cross_entropy(logits, labels)
             if evaluating:
