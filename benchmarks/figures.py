@@ -312,6 +312,11 @@ def derive(results):
     padding = {
         "random": random_row["padding_waste"],
         "bucketed": bucketed_row["padding_waste"],
+        "pool_sorted": next(
+            row["padding_waste"]
+            for row in padding_rows
+            if row["batching"] == "pool_sorted"
+        ),
         "recommended_num_buckets": size.num_buckets[0],
         "rows": padding_rows,
     }

@@ -7,7 +7,11 @@ Authors
 import numpy as np
 from speechbrain.dataio.sampler import DynamicBatchSampler
 
-from ser_lib.sampling import bucketed_batch_sampler, padding_waste
+from ser_lib.sampling import (
+    PoolSortedBatchSampler,
+    bucketed_batch_sampler,
+    padding_waste,
+)
 
 
 def _row(batching, num_buckets, batches, lengths):
@@ -25,11 +29,16 @@ def _row(batching, num_buckets, batches, lengths):
     }
 
 
-def padding_comparison(lengths, batch_utterances=96, num_buckets=(40,), seed=0):
+def padding_comparison(
+    lengths, batch_utterances=96, num_buckets=(40,), pool_batches=20, seed=0
+):
     """Padding waste of one epoch under several batchings of the same examples.
 
     * ``random``: shuffled batches of ``batch_utterances`` examples (what a plain
       ``shuffle: True`` loader does);
+    * ``pool_sorted``: :class:`ser_lib.sampling.PoolSortedBatchSampler`, the
+      recipes' default (batches of exactly ``batch_utterances``, sorted by length
+      within pools of ``pool_batches`` batches);
     * ``bucketed``: :func:`ser_lib.sampling.bucketed_batch_sampler` with a frame
       budget of ``batch_utterances`` examples of mean length, for every count in
       ``num_buckets``;
@@ -45,6 +54,8 @@ def padding_comparison(lengths, batch_utterances=96, num_buckets=(40,), seed=0):
         Examples per random batch; the bucketed budget is this many mean lengths.
     num_buckets : sequence of int
         Bucket counts to compare.
+    pool_batches : int
+        Batches per sorted pool of ``pool_sorted``.
     seed : int
         Seed of the shuffles.
 
@@ -60,8 +71,10 @@ def padding_comparison(lengths, batch_utterances=96, num_buckets=(40,), seed=0):
     >>> lengths = list(range(10, 210))
     >>> rows = padding_comparison(lengths, batch_utterances=20, num_buckets=(10,))
     >>> [row["batching"] for row in rows]
-    ['random', 'bucketed', 'speechbrain_warped']
+    ['random', 'pool_sorted', 'bucketed', 'speechbrain_warped']
     >>> rows[1]["padding_waste"] < rows[0]["padding_waste"]
+    True
+    >>> rows[2]["padding_waste"] < rows[0]["padding_waste"]
     True
     """
     lengths = [int(length) for length in lengths]
@@ -71,6 +84,10 @@ def padding_comparison(lengths, batch_utterances=96, num_buckets=(40,), seed=0):
         for i in range(0, len(order), batch_utterances)
     ]
     rows = [_row("random", None, random_batches, lengths)]
+    pool_sorted = PoolSortedBatchSampler(
+        lengths, batch_utterances, pool_batches=pool_batches, seed=seed
+    )
+    rows.append(_row("pool_sorted", None, list(pool_sorted), lengths))
     budget = max(int(round(batch_utterances * np.mean(lengths))), max(lengths))
     for count in num_buckets:
         sampler = bucketed_batch_sampler(

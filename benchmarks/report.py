@@ -262,8 +262,9 @@ def _targets_section(results, derived):
         "Targets",
         '"Now" is `AdapterBrain` (the student computes its outputs at the masked '
         "frames only) with PyTorch's default Adam and random batches; \"with the "
-        'levers" uses the fused Adam and the length-bucketed batches that the '
-        "recipes' YAML files now set (`fused: True`, `num_buckets`).",
+        'levers" uses the fused Adam and length-bucketed batches '
+        "(`fused: True`, `ser_lib.sampling.bucketed_sampler`); the recipes' "
+        "default batches are pool-sorted instead (section d gives their padding).",
         (["Target", "Required", "Now", "Holds", "With the levers", "Holds"], rows),
     )
 
@@ -396,10 +397,13 @@ def _padding_section(results, derived):
         f"IEMOCAP-like corpus: {size.corpus_utterances} log-normal durations (mean "
         f"{size.mean_seconds:g} s, sigma {size.duration_sigma:g}, longest "
         f"{size.max_seconds:g} s), cropped to {size.max_frames} frames as in "
-        f"training. Random batches hold {size.batch_utterances} utterances; "
-        f"bucketed ones a budget of {size.batch_utterances} mean-length "
+        f"training. Random and pool-sorted batches hold {size.batch_utterances} "
+        f"utterances; bucketed ones a budget of {size.batch_utterances} mean-length "
         "utterances. Waste = padded frames / all frames of the padded batches.",
         (header, rows),
+        "`pool_sorted` is `ser_lib.sampling.PoolSortedBatchSampler`, the recipes' "
+        "default `train_sampler` (pools of 20 batches sorted by length, new "
+        "batch-mates every epoch; `tools/batch_statistics.py` gives its churn). "
         "`bucketed` is `ser_lib.sampling.bucketed_batch_sampler`: SpeechBrain's "
         "`DynamicBatchSampler` with equal-count bucket boundaries. "
         "`speechbrain_warped` is the same sampler with its own `num_buckets` "
@@ -575,8 +579,9 @@ def closing_note(derived):
         f"* **Padding.** Random batches of IEMOCAP-like durations waste "
         f"{percent(padding['random'])} of the frames, bucketed batches "
         f"({padding['recommended_num_buckets']} equal-count buckets) "
-        f"{percent(padding['bucketed'])}; training gets this once its loaders "
-        "use `ser_lib.sampling.bucketed_batch_sampler`.",
+        f"{percent(padding['bucketed'])}, and the recipes' default, pool-sorted "
+        "batches of exactly the paper's size (`ser_lib.sampling."
+        f"PoolSortedBatchSampler`), {percent(padding['pool_sorted'])}.",
         "* **Share of the matmul peak.** Stage 1 reaches "
         f"{percent(eff['stage1']['fraction_of_peak'])} of the matmul peak "
         f"({percent(eff['stage1_tuned']['fraction_of_peak'])} with the levers, "

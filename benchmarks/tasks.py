@@ -55,6 +55,7 @@ TRAINING = dict(
     mask_ratio=0.4,
     mask_span=1,
     tau=0.1,
+    pce_logits="cosine",
     ema_alpha=0.999,
     lambda_start=1.0,
     lambda_end=0.5,
@@ -157,7 +158,8 @@ def adapter_brain(
     }
     checkpointer = kw.pop("checkpointer", None)
     hparams = {
-        key: TRAINING[key] for key in ("mask_ratio", "mask_span", "tau", "ema_alpha")
+        key: TRAINING[key]
+        for key in ("mask_ratio", "mask_span", "tau", "pce_logits", "ema_alpha")
     }
     hparams.update(_schedules(kw.pop("epochs", TRAINING["epochs"])))
     hparams.update(kw)

@@ -3,8 +3,12 @@
 Each fold runs the recipe's ``train.py`` twice as a subprocess, stage 1 (adapter) then
 stage 2 (fine-tuning and test), exactly as a user would run them by hand, so a fold
 launched here and one launched as a separate cluster job are the same thing. A fold is
-finished when its ``metrics.json`` exists (written last, atomically): a re-run skips
-finished folds, and ``train.py`` resumes unfinished ones from their checkpoints.
+finished when its ``metrics.json`` exists (written last, atomically) and the stage
+folders were written with the same settings (:mod:`ser_lib.stage_identity`): a
+re-run skips finished folds, ``train.py`` resumes unfinished ones from their
+checkpoints, and a run whose settings differ from a stage folder's is refused with
+the differing keys named (an ablation gets its own ``adapter_name`` /
+``finetune_name``).
 
 The folds' results are read and aggregated by :mod:`ser_lib.fold_results`; the driver
 knows nothing of the report: what runs after the folds (the recipes'
@@ -15,8 +19,10 @@ knows nothing of the report: what runs after the folds (the recipes'
 import argparse
 import contextlib
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 import yaml
 from hyperpyyaml import load_hyperpyyaml
@@ -29,6 +35,14 @@ from ser_lib.fold_results import (
     results_table,
     write_results,
 )
+from ser_lib.run_info import (
+    git_state,
+    read_run_info,
+    record_fold,
+    stage_schedule,
+    write_run_info,
+)
+from ser_lib.stage_identity import StageSettingsError, check_stage
 
 logger = get_logger(__name__)
 
@@ -131,17 +145,61 @@ def fold_folders(hparams_file, overrides, recipe_dir):
     Returns
     -------
     dict
-        ``output_folder`` and ``adapter_folder`` as absolute paths.
+        ``output_folder`` and ``adapter_folder`` as absolute paths
+        (``adapter_folder`` None for a configuration without an adapter stage), and
+        ``needs_adapter`` (see :func:`needs_adapter_stage`), ``schedule`` (see
+        :func:`ser_lib.run_info.stage_schedule`).
     """
     hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
+    adapter_folder = hparams["adapter_folder"]
     return {
         "output_folder": os.path.abspath(hparams["output_folder"]),
-        "adapter_folder": os.path.abspath(hparams["adapter_folder"]),
+        "adapter_folder": adapter_folder and os.path.abspath(adapter_folder),
+        "needs_adapter": needs_adapter_stage(hparams),
+        "schedule": stage_schedule(hparams),
     }
 
 
+def needs_adapter_stage(hparams):
+    """Whether a stage-2 configuration needs stage 1 (the adapter) to run first.
+
+    No when ``adapter_folder`` is null (a configuration without an adapter, e.g.
+    ``hparams/baseline.yaml``) or the backbone starts at random
+    (``backbone_init: random``, the "w/o adapter training" ablation).
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded stage-2 hparams: ``adapter_folder``, and ``backbone_init`` when
+        ``adapter_folder`` is set.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> needs_adapter_stage({"adapter_folder": None})
+    False
+    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "random"})
+    False
+    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "teacher"})
+    True
+    """
+    if hparams["adapter_folder"] is None:
+        return False
+    return hparams["backbone_init"] != "random"
+
+
 def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
-    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder."""
+    """Runs ``python train.py HPARAMS --key=value ...`` in the recipe folder.
+
+    Returns
+    -------
+    float
+        Its wall time in seconds.
+    """
+    start = time.monotonic()
     cmd = [sys.executable, train_script, hparams_file, *overrides_to_args(overrides)]
     cmd += list(extra_args)
     logger.info("Running: %s (in %s)", " ".join(cmd), recipe_dir)
@@ -151,6 +209,55 @@ def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
             f"{' '.join(cmd)} failed with exit code {completed.returncode} "
             f"(in {recipe_dir}); fix the error above and re-run: finished work is kept"
         )
+    return time.monotonic() - start
+
+
+def stage_status(recipe_dir, hparams_file, overrides):
+    """The identity check of a stage's folder for these overrides.
+
+    Returns ``"new"``, ``"same"`` or ``"resumable"``; raises
+    :class:`ser_lib.stage_identity.StageSettingsError` when the folder holds a run
+    of other settings (see :func:`ser_lib.stage_identity.check_stage_settings`).
+    """
+    status, _ = check_stage(load_recipe_hparams(recipe_dir, hparams_file, overrides))
+    return status
+
+
+def adapter_stage_status(recipe_dir, hparams_file, overrides, adapter_folder):
+    """The identity check of a fold's stage-1 folder.
+
+    Arguments
+    ---------
+    recipe_dir, hparams_file, overrides
+        As for :func:`run_stage` (stage 1).
+    adapter_folder : str
+        Where stage 2 looks for the stage-1 export; it must lie in the stage-1
+        ``output_folder`` of these overrides (``adapter_name`` given to both stages).
+
+    Returns
+    -------
+    str
+        ``"new"``, ``"same"`` (and finished: the teacher is exported),
+        ``"unfinished"`` (same settings, no export yet) or ``"resumable"``.
+
+    Raises
+    ------
+    ser_lib.stage_identity.StageSettingsError
+        If the stage folders disagree or the folder holds a run of other settings.
+    """
+    hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
+    output_folder = os.path.abspath(hparams["output_folder"])
+    if os.path.dirname(os.path.abspath(adapter_folder)) != output_folder:
+        raise StageSettingsError(
+            f"Stage 2 would start from {adapter_folder} but stage 1 writes "
+            f"{output_folder}: give adapter_name to both stages (--overrides)"
+        )
+    status, _ = check_stage(hparams)
+    if status == "same" and not os.path.isfile(
+        os.path.join(adapter_folder, "teacher.ckpt")
+    ):
+        return "unfinished"
+    return status
 
 
 def cross_validate(
@@ -168,8 +275,12 @@ def cross_validate(
     aggregate_only=False,
     extra_args=(),
     post_run=None,
+    command=None,
 ):
     """Runs (or resumes) the folds, then aggregates every finished fold.
+
+    Also writes ``results_folder/run_info.json`` (:mod:`ser_lib.run_info`): the
+    command, git commit, schedules, each fold's folders and stage wall times.
 
     Arguments
     ---------
@@ -188,7 +299,8 @@ def cross_validate(
     train_script : str
         The recipe's training script.
     skip_adapter : bool
-        Do not run stage 1 (for ``backbone_init: random``).
+        Do not run stage 1. Without it, stage 1 is skipped anyway when the stage-2
+        configuration has no adapter stage (:func:`needs_adapter_stage`).
     aggregate_only : bool
         Run nothing; aggregate the folds already finished (folds launched as
         separate jobs).
@@ -200,34 +312,85 @@ def cross_validate(
         Called last as ``post_run(fold_folders, results_folder)`` with the stage-2
         folder of every fold (e.g.
         :func:`ser_lib.report.report_after_cross_validation`).
+    command : str, optional
+        The command line to record in ``run_info.json`` (kept from an earlier run
+        when None).
 
     Returns
     -------
     dict
         The aggregated results (see :func:`ser_lib.fold_results.aggregate_folds`).
+
+    Raises
+    ------
+    ser_lib.stage_identity.StageSettingsError
+        When a stage folder holds a run of other settings (e.g. an ablation run
+        into the folders of the paper's settings): the message names the keys.
     """
     adapter_overrides = adapter_overrides or {}
     finetune_overrides = finetune_overrides or {}
     fold_metrics, stage2_folders = {}, {}
+    info = read_run_info(results_folder)
+    info["command"] = command or info["command"]
+    git = git_state(recipe_dir)
     for fold in folds:
         stage2 = {**common_overrides, **finetune_overrides, fold_key: fold}
         stage1 = {**common_overrides, **adapter_overrides, fold_key: fold}
         folders = fold_folders(finetune_hparams, stage2, recipe_dir)
+        info["schedule"]["stage2"] = folders["schedule"]
+        uses_adapter = folders["needs_adapter"] and not skip_adapter
+        if not uses_adapter:
+            info["schedule"]["stage1"] = None
         stage2_folders[fold] = folders["output_folder"]
         metrics_path = os.path.join(folders["output_folder"], METRICS_FILE)
-        if not os.path.isfile(metrics_path) and not aggregate_only:
-            teacher = os.path.join(folders["adapter_folder"], "teacher.ckpt")
-            if skip_adapter or os.path.isfile(teacher):
-                logger.info(
-                    "Fold %s: stage 1 skipped (%s)", fold, folders["adapter_folder"]
+        seconds = {}
+        if not aggregate_only:
+            # Stage 1 first: stage 2's saved settings hold the stage-1 settings it
+            # started from, but not the ones this run asks for.
+            adapter_status = (
+                adapter_stage_status(
+                    recipe_dir, adapter_hparams, stage1, folders["adapter_folder"]
                 )
+                if uses_adapter
+                else "same"
+            )
+            if (
+                os.path.isfile(metrics_path)
+                and adapter_status == "same"
+                and stage_status(recipe_dir, finetune_hparams, stage2) == "same"
+            ):
+                logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
             else:
-                logger.info("Fold %s: stage 1 (adapter training)", fold)
-                run_stage(recipe_dir, train_script, adapter_hparams, stage1, extra_args)
-            logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
-            run_stage(recipe_dir, train_script, finetune_hparams, stage2, extra_args)
+                if not uses_adapter:
+                    logger.info("Fold %s: no stage 1 (no adapter stage)", fold)
+                elif adapter_status == "same":
+                    logger.info(
+                        "Fold %s: stage 1 skipped (%s)", fold, folders["adapter_folder"]
+                    )
+                else:
+                    logger.info("Fold %s: stage 1 (adapter training)", fold)
+                    info["schedule"]["stage1"] = stage_schedule(
+                        load_recipe_hparams(recipe_dir, adapter_hparams, stage1)
+                    )
+                    seconds["stage1"] = run_stage(
+                        recipe_dir, train_script, adapter_hparams, stage1, extra_args
+                    )
+                stage_status(recipe_dir, finetune_hparams, stage2)  # refuses early
+                logger.info("Fold %s: stage 2 (fine-tuning and test)", fold)
+                seconds["stage2"] = run_stage(
+                    recipe_dir, train_script, finetune_hparams, stage2, extra_args
+                )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+        record_fold(
+            info,
+            fold,
+            folders["output_folder"],
+            folders["adapter_folder"] if uses_adapter else None,
+            seconds,
+            git=git,
+        )
+        write_run_info(results_folder, info)
         metrics = read_fold_metrics(folders["output_folder"])
         if metrics is not None:
             fold_metrics[fold] = metrics
@@ -288,6 +451,20 @@ def read_cv_config(path):
     return sections
 
 
+def cv_command(recipe_dir, argv):
+    """The command line of a recipe's ``cross_validate.py``, run from the repository.
+
+    Example
+    -------
+    >>> cv_command("/x/recipes/EmoDB", ["--folds", "1", "2", "--overrides={a: 1}"])
+    "python recipes/EmoDB/cross_validate.py --folds 1 2 '--overrides={a: 1}'"
+    """
+    script = (
+        f"recipes/{os.path.basename(os.path.normpath(recipe_dir))}/cross_validate.py"
+    )
+    return shlex.join(["python", script, *argv])
+
+
 def cross_validate_main(
     argv, recipe_dir, default_folds, description=None, post_run=None
 ):
@@ -324,6 +501,7 @@ def cross_validate_main(
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
         post_run=None if args.no_report else post_run,
+        command=None if args.aggregate_only else cv_command(recipe_dir, argv),
     )
     print(results_table(results))
     return results

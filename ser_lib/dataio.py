@@ -16,7 +16,6 @@ from speechbrain.utils.logger import get_logger
 from ser_lib.data.manifest import read_manifest
 from ser_lib.features import FeatureCache
 from ser_lib.models.augment import oversample_minority
-from ser_lib.sampling import bucketed_batch_sampler
 
 logger = get_logger(__name__)
 
@@ -88,6 +87,7 @@ def feature_dataset(
     random_crop=False,
     oversample_ratio=0.0,
     seed=0,
+    labelled=True,
 ):
     """A ``DynamicItemDataset`` of cached features for one manifest.
 
@@ -109,14 +109,23 @@ def feature_dataset(
         extra copies (``augment`` = 1) toward ``ratio`` x the majority count.
     seed : int
         Seed for the choice of copies.
+    labelled : bool
+        False for stage 1's sets, which may hold utterances of any label (or
+        none): the labels are neither checked nor served.
 
     Returns
     -------
     DynamicItemDataset
-        Output keys ``id``, ``feats``, ``emo_encoded``, ``augment``.
+        Output keys ``id``, ``feats``, ``emo_encoded`` (labelled only), ``augment``.
     """
     rows = read_manifest(csv_path, required_columns=DATASET_COLUMNS)
-    check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
+    if labelled:
+        check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
+    elif oversample_ratio > 0:
+        raise ValueError(
+            f"{csv_path}: minority-class oversampling needs labels "
+            "(oversample_ratio > 0 with an unlabelled training set)"
+        )
     missing = [row["ID"] for row in rows if row["ID"] not in cache]
     if missing:
         raise KeyError(
@@ -166,6 +175,10 @@ def feature_dataset(
     def label_pipeline(emo):
         return torch.tensor([label_encoder.encode_label(emo)], dtype=torch.long)  # [1]
 
+    if not labelled:
+        return DynamicItemDataset(
+            data, dynamic_items=[feats_pipeline], output_keys=["id", "feats", "augment"]
+        )
     return DynamicItemDataset(
         data,
         dynamic_items=[feats_pipeline, label_pipeline],
@@ -251,8 +264,10 @@ def dataio_prep(hparams):
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
     ``input_dim`` (checked against the cached features), ``max_frames``,
-    ``oversample_ratio`` (0 = off), ``batch_size``, ``num_buckets`` (0 = random
-    batches) and ``seed``.
+    ``oversample_ratio`` (0 = off), ``train_labelled`` (False for stage 1, whose
+    training set may hold utterances of any label), ``train_sampler`` (a builder called with the
+    training lengths, e.g. ``!name:ser_lib.sampling.PoolSortedBatchSampler``; None
+    for random batches of ``train_dataloader_opts``) and ``seed``.
 
     Returns
     -------
@@ -291,30 +306,25 @@ def dataio_prep(hparams):
             random_crop=training,
             oversample_ratio=hparams["oversample_ratio"] if training else 0.0,
             seed=hparams["seed"],
+            labelled=hparams["train_labelled"] or not training,
         )
     if datasets["train"] is None:
         raise ValueError(f"The training manifest {hparams['train_csv']} is empty")
-    counts, absent = check_training_classes(hparams["train_csv"], hparams["classes"])
+    counts, absent = {}, []
+    if hparams["train_labelled"]:
+        counts, absent = check_training_classes(
+            hparams["train_csv"], hparams["classes"]
+        )
     datasets["train_class_counts"] = counts
     datasets["absent_train_classes"] = absent
     datasets["train_batch_sampler"] = train_batch_sampler(
-        datasets["train"],
-        cache,
-        batch_size=hparams["batch_size"],
-        max_frames=hparams["max_frames"],
-        num_buckets=hparams["num_buckets"],
-        seed=hparams["seed"],
+        datasets["train"], cache, hparams["max_frames"], hparams["train_sampler"]
     )
     return datasets
 
 
-def train_batch_sampler(dataset, cache, batch_size, max_frames, num_buckets, seed):
-    """Length-bucketed training batches, or None for random batches.
-
-    Batches hold utterances of similar length (quantile buckets of SpeechBrain's
-    ``DynamicBatchSampler``) with a frame budget of ``batch_size`` mean-length
-    utterances, which cuts the padded frames of random batches (~74 % on
-    IEMOCAP-like durations) to a few percent (docs/BENCHMARKS.md, d).
+def train_batch_sampler(dataset, cache, max_frames, builder):
+    """The training batch sampler over ``dataset``, or None for random batches.
 
     Arguments
     ---------
@@ -322,26 +332,24 @@ def train_batch_sampler(dataset, cache, batch_size, max_frames, num_buckets, see
         A :func:`feature_dataset` (copies included).
     cache : FeatureCache
         Gives each utterance's number of frames.
-    batch_size : int
-        Batches hold about this many utterances on average.
     max_frames : int
         Training crops longer utterances to this many frames.
-    num_buckets : int
-        0 keeps random batches of ``batch_size`` utterances (returns None).
-    seed : int
-        Shuffling seed (the Brain calls ``set_epoch`` every epoch).
+    builder : callable or None
+        Called as ``builder(lengths=...)`` with the (cropped) frames of every
+        example: the YAML's ``train_sampler``, e.g.
+        :class:`ser_lib.sampling.PoolSortedBatchSampler` (the recipes' default,
+        batches of exactly ``batch_size``) or :func:`ser_lib.sampling.bucketed_sampler`.
+        None keeps random batches (returns None).
 
     Returns
     -------
-    speechbrain.dataio.sampler.DynamicBatchSampler or None
+    torch.utils.data.Sampler or None
+        A batch sampler with ``set_epoch`` (the Brain reshuffles it every epoch).
     """
-    if num_buckets <= 0:
+    if builder is None:
         return None
     lengths = [
         min(cache.num_frames(dataset.data[data_id]["source_id"]), max_frames)
         for data_id in dataset.data_ids
     ]
-    batch_length = max(int(round(batch_size * float(np.mean(lengths)))), max(lengths))
-    return bucketed_batch_sampler(
-        dataset, lengths, batch_length, num_buckets=num_buckets, seed=seed
-    )
+    return builder(lengths=lengths)

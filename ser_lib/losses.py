@@ -7,7 +7,7 @@ Authors
 import torch
 import torch.nn.functional as F
 
-from ser_lib.models.local_attributes import prototype_cosine_logits
+from ser_lib.models.local_attributes import prototype_logits
 
 
 def _check_frame_mask(mask, shape, caller):
@@ -56,17 +56,21 @@ def reconstruction_loss(z_teacher, z_student, mask):
     mask = mask.to(z_student.device)
     if not bool(mask.any()):
         return z_student.sum() * 0.0
-    error = (z_teacher.detach()[mask] - z_student[mask]) ** 2  # [|M|, D]
-    return error.sum(dim=-1).mean()
+    # float32 island: the squared error of bf16/fp16 frames is summed in float32
+    with torch.autocast(device_type=z_student.device.type, enabled=False):
+        error = (z_teacher.detach()[mask].float() - z_student[mask].float()) ** 2
+        return error.sum(dim=-1).mean()  # error: [|M|, D]
 
 
-def pseudo_ce_loss(z_student, prototypes, targets, mask, tau=0.1):
+def pseudo_ce_loss(z_student, prototypes, targets, mask, tau=0.1, logits="cosine"):
     """Frame-level self-distillation loss on masked frames (L_pce of eqn 6).
 
     Student logits are cosine similarities to the (detached) prototypes divided
-    by ``tau``; the targets are the teacher frames' prototype indices (eqn 4);
-    cross-entropy is averaged over the masked frames. With no masked frame the
-    loss is 0 (still attached to the student's graph).
+    by ``tau`` (``logits="cosine"``) or negative squared distances over ``tau``
+    (``"neg_sqdist"``, see :func:`ser_lib.models.local_attributes.prototype_logits`);
+    the targets are the teacher frames' prototype indices (eqn 4);
+    cross-entropy is averaged over the masked frames, in float32. With no masked
+    frame the loss is 0 (still attached to the student's graph).
 
     Arguments
     ---------
@@ -81,6 +85,8 @@ def pseudo_ce_loss(z_student, prototypes, targets, mask, tau=0.1):
         Bool [B, T], True on masked frames.
     tau : float
         Temperature.
+    logits : str
+        ``"cosine"`` or ``"neg_sqdist"`` (the ``pce_logits`` setting).
 
     Returns
     -------
@@ -105,8 +111,9 @@ def pseudo_ce_loss(z_student, prototypes, targets, mask, tau=0.1):
     mask = mask.to(z_student.device)
     if not bool(mask.any()):
         return z_student.sum() * 0.0
-    logits = prototype_cosine_logits(z_student[mask], prototypes, tau)  # [|M|, K]
-    return F.cross_entropy(logits, targets.to(z_student.device)[mask].long())
+    scores = prototype_logits(z_student[mask], prototypes, tau, logits)  # [|M|, K]
+    with torch.autocast(device_type=z_student.device.type, enabled=False):
+        return F.cross_entropy(scores, targets.to(z_student.device)[mask].long())
 
 
 def combined_loss(l_rec, l_pce, lam):

@@ -3,13 +3,16 @@
 ``python train.py hparams/<stage>.yaml [--key=value ...]`` runs, in SpeechBrain's order:
 
 1. ``parse_arguments`` and ``ddp_init_group`` (``torchrun ... --distributed_launch``);
-2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything);
+2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything), then the stage identity
+   check (:mod:`ser_lib.stage_identity`): a stage folder holding a run of other
+   settings is refused before any work;
 3. ``run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])``: the corpus's
    prepare function (the only corpus-specific code) writes ``all.csv`` and the fold
    manifests;
 4. ``run_on_main(prepare_features, ...)``: the frozen encoder fills the feature cache
    (only utterances not cached yet);
-5. ``create_experiment_directory``, ``dataio_prep(hparams)``;
+5. ``create_experiment_directory`` (plus ``stage_settings.json``),
+   ``dataio_prep(hparams)``;
 6. ``hparams["brain_class"](...)`` (``AdapterBrain`` for stage 1, ``FinetuneBrain`` for
    stage 2), ``fit``, then ``conclude`` (stage 1 exports the adapter, stage 2 evaluates
    the test fold).
@@ -23,10 +26,14 @@ from speechbrain.utils.distributed import run_on_main
 
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
+from ser_lib.stage_identity import check_stage, write_stage_settings
 
 
 def prepare_data(hparams, recipe_dir, device="cpu"):
-    """Steps 3 and 4: the corpus preparation, then the feature cache of ``all_csv``.
+    """Steps 3 and 4: the corpus preparation, then the features of every utterance.
+
+    The cache covers ``all_csv`` and ``train_csv`` (stage 1's set holds utterances
+    outside ``all_csv`` with ``adapter_data: all_train`` or ``transductive``).
 
     Shared by :func:`train_main` and the cross-corpus evaluation
     (:mod:`ser_lib.cross_corpus`), which prepares a test corpus with the encoder of
@@ -37,7 +44,8 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     hparams : dict
         Loaded recipe hparams: ``prepare``, ``prepare_kwargs``, ``encoder_hparams``
         (relative to ``recipe_dir``, or absolute), ``encoder_overrides``, ``all_csv``,
-        ``data_folder``, ``feature_folder``, ``extraction_batch_seconds``.
+        ``train_csv``, ``data_folder``, ``feature_folder``,
+        ``extraction_batch_seconds``.
     recipe_dir : str
         The recipe folder.
     device : str
@@ -53,7 +61,8 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     ...     _ = (root / "all.csv").write_text("ID,duration,wav\\na,1.0,$data_root/a.wav\\n")
     >>> hparams = {"prepare": prepare, "prepare_kwargs": {"save_folder": root},
     ...     "encoder_hparams": "enc.yaml", "encoder_overrides": {},
-    ...     "all_csv": root / "all.csv", "data_folder": root,
+    ...     "all_csv": root / "all.csv", "train_csv": root / "all.csv",
+    ...     "data_folder": root,
     ...     "feature_folder": root / "feats", "extraction_batch_seconds": 10}
     >>> prepare_data(hparams, root)
     >>> sorted(p.name for p in (root / "feats").iterdir())
@@ -65,7 +74,9 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
         kwargs={
             "encoder_hparams": os.path.join(recipe_dir, hparams["encoder_hparams"]),
             "encoder_overrides": hparams["encoder_overrides"],
-            "csv_files": [hparams["all_csv"]],
+            # all_csv: every labelled utterance; train_csv: stage 1's set, which
+            # may hold more (adapter_data: all_train, transductive)
+            "csv_files": [hparams["all_csv"], hparams["train_csv"]],
             "data_root": hparams["data_folder"],
             "cache_dir": hparams["feature_folder"],
             "batch_seconds": hparams["extraction_batch_seconds"],
@@ -96,6 +107,9 @@ def train_main(argv, recipe_dir):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
+    # A stage folder of other settings is refused before any work (StageSettingsError).
+    _, settings = check_stage(hparams)
+
     # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
     device = run_opts["device"] or sb.utils.distributed.infer_device()
     prepare_data(hparams, recipe_dir, device=device)
@@ -104,6 +118,10 @@ def train_main(argv, recipe_dir):
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
+    )
+    run_on_main(
+        write_stage_settings,
+        kwargs={"folder": hparams["output_folder"], "settings": settings},
     )
 
     datasets = dataio_prep(hparams)

@@ -71,8 +71,9 @@ def fold(tmp_path_factory):
         "input_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 0.0,
+        "train_labelled": True,
         "batch_size": 8,
-        "num_buckets": 4,
+        "train_sampler": None,
         "seed": 0,
     }
     return {"corpus": corpus, "prep": prep, "cache_dir": cache_dir, "hparams": hparams}

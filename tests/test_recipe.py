@@ -26,7 +26,6 @@ TINY = {
     "num_layers": 2,
     "subset": "all",
     "batch_size": 8,
-    "num_buckets": 0,  # random batches: the tests count steps (bucketing: below)
     "lr": 0.001,
 }
 ADAPTER = {"number_of_epochs": 2, "num_prototypes": 8, "reseed_after": 3}
@@ -166,11 +165,13 @@ def test_cross_validation_runs_resumes_and_aggregates(corpus, tmp_path):
     assert metrics.stat().st_mtime_ns == before
 
 
-def test_bucketed_training_batches_cover_the_fold_with_less_padding(fold1):
-    """num_buckets > 0: every training utterance once per epoch, less padding."""
+def test_training_batch_samplers_cover_the_fold_with_less_padding(fold1):
+    """Pool-sorted and bucketed batches: every training utterance once, less padding."""
+    from functools import partial
+
     from ser_lib.dataio import dataio_prep
     from ser_lib.features import FeatureCache
-    from ser_lib.sampling import padding_waste
+    from ser_lib.sampling import PoolSortedBatchSampler, bucketed_sampler, padding_waste
 
     out = fold1["out"]
     prep = out / "prepared_all" / "fold1"
@@ -183,17 +184,25 @@ def test_bucketed_training_batches_cover_the_fold_with_less_padding(fold1):
         "input_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 1.0,
-        "batch_size": 4,
-        "num_buckets": 3,
+        "train_labelled": True,
+        "train_sampler": partial(PoolSortedBatchSampler, batch_size=4, pool_batches=8),
         "seed": 0,
     }
-    datasets = dataio_prep(hparams)
-    sampler = datasets["train_batch_sampler"]
-    train = datasets["train"]
-    batches = [list(batch) for batch in sampler]
-    assert sorted(i for batch in batches for i in batch) == list(range(len(train)))
-    cache = FeatureCache(hparams["feature_folder"])
-    lengths = [cache.num_frames(train.data[i]["source_id"]) for i in train.data_ids]
-    random_batches = [list(range(i, i + 4)) for i in range(0, len(train), 4)]
-    assert padding_waste(batches, lengths) < padding_waste(random_batches, lengths)
-    assert dataio_prep({**hparams, "num_buckets": 0})["train_batch_sampler"] is None
+    bucketed = partial(bucketed_sampler, batch_size=4, num_buckets=3)
+    for builder in (hparams["train_sampler"], bucketed):
+        datasets = dataio_prep({**hparams, "train_sampler": builder})
+        sampler = datasets["train_batch_sampler"]
+        train = datasets["train"]
+        batches = [list(batch) for batch in sampler]
+        assert sorted(i for batch in batches for i in batch) == list(range(len(train)))
+        cache = FeatureCache(hparams["feature_folder"])
+        lengths = [cache.num_frames(train.data[i]["source_id"]) for i in train.data_ids]
+        random_batches = [list(range(i, i + 4)) for i in range(0, len(train), 4)]
+        assert padding_waste(batches, lengths) < padding_waste(random_batches, lengths)
+    assert all(
+        len(batch) == 4
+        for batch in list(hparams["train_sampler"](lengths=lengths))[:-1]
+    )
+    assert (
+        dataio_prep({**hparams, "train_sampler": None})["train_batch_sampler"] is None
+    )

@@ -5,11 +5,16 @@ Reads the categorical labels of ``IEMOCAP_full_release``, keeps neutral, happy
 (``hap`` and ``exc`` merged), angry and sad, and writes SpeechBrain CSV manifests:
 
 * ``save_folder/all.csv``: every kept utterance;
+* ``save_folder/unlabelled.csv``: every other annotated utterance (other labels
+  such as fru/sur/xxx, and the other style when ``subset`` is not ``all``), its raw
+  label in ``emo``: stage 1 uses no labels and trains on them too;
 * ``save_folder/fold{k}/{train,valid,test}.csv`` for k = 1..5: fold k tests on
   session k and trains on the other four (leave-one-session-out). ``valid.csv`` is
   empty (header only) with ``valid_mode="none"`` (model selection = last epoch) or
   holds one speaker of a training session with ``valid_mode="speaker"`` (see
   :func:`ser_lib.data.folds.choose_valid_speaker`).
+* ``save_folder/fold{k}/adapter_{all_train,labelled,transductive}.csv``: the stage-1
+  sets of every ``adapter_data`` setting (:func:`ser_lib.data.folds.write_group_folds`).
 
 Columns: ``ID,duration,wav,emo,spk_id,gender,session,style,dialog``; ``wav`` starts
 with ``$data_root`` (give ``replacements={"data_root": data_folder}`` to
@@ -58,6 +63,7 @@ from ser_lib.data.manifest import (
     save_prep_options,
     write_manifest,
 )
+from ser_lib.data.preparation import fold_files
 
 logger = get_logger(__name__)
 
@@ -70,7 +76,7 @@ CLASSES = ("neu", "hap", "ang", "sad")
 """The 4 classes, in logging order."""
 STYLE_MARKERS = {"impro": "improvised", "script": "scripted"}
 """Substring of the dialog name -> style."""
-PREP_VERSION = 1
+PREP_VERSION = 2
 """Bump when the outputs change for the same options, so old preparations redo."""
 
 # Counts of the 4-class "all" subset on the official full release (hap + exc merged).
@@ -476,6 +482,27 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     return rows
 
 
+def _with_wav(utterances, data_folder):
+    """The utterances whose wav exists (the others are logged and left out).
+
+    Used for the utterances outside the labelled set, which only stage 1 uses: a
+    missing wav of one of them is no reason to stop.
+    """
+    present = [
+        utt
+        for utt in utterances
+        if os.path.isfile(os.path.join(data_folder, *wav_relative_path(utt).split("/")))
+    ]
+    if len(present) < len(utterances):
+        logger.warning(
+            "%d annotated IEMOCAP utterance(s) outside the labelled set have no wav "
+            "under %s: left out of the stage-1 sets",
+            len(utterances) - len(present),
+            data_folder,
+        )
+    return present
+
+
 def _format_counts(counts, keys):
     return ", ".join(f"{key}={counts.get(key, 0)}" for key in keys)
 
@@ -571,10 +598,7 @@ def log_counts(rows, subset):
 
 
 def _output_files(n_folds):
-    files = ["all.csv"]
-    for fold in range(1, n_folds + 1):
-        files += [f"fold{fold}/{split}.csv" for split in ("train", "valid", "test")]
-    return files
+    return [*fold_files(n_folds), "unlabelled.csv"]
 
 
 def prepare_iemocap(
@@ -618,7 +642,7 @@ def prepare_iemocap(
     ...             sf.write(os.path.join(wav_dir, utt + ".wav"), np.zeros(1600), 16000)
     >>> prepare_iemocap(root, os.path.join(tmp, "prep"))
     >>> sorted(os.listdir(os.path.join(tmp, "prep")))
-    ['all.csv', 'fold1', 'fold2', 'fold3', 'fold4', 'fold5', 'prep_options.json']
+    ['all.csv', 'fold1', 'fold2', 'fold3', 'fold4', 'fold5', 'prep_options.json', 'unlabelled.csv']
     >>> print(open(os.path.join(tmp, "prep", "fold1", "test.csv")).read().strip())
     ID,duration,wav,emo,spk_id,gender,session,style,dialog
     Ses01F_impro01_F000,0.1,$data_root/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav,hap,Ses01F,F,1,improvised,Ses01F_impro01
@@ -653,10 +677,11 @@ def prepare_iemocap(
     clear_prep_options(save_folder)
 
     annotated = collect_annotations(data_folder)
-    kept = []
+    kept, others = [], []
     for utt in annotated:
         emo = EMOTION_MAP.get(utt["label"])
         if emo is None or subset not in ("all", utt["style"]):
+            others.append({**utt, "emo": utt["label"]})
             continue
         kept.append({**utt, "emo": emo})
     if not kept:
@@ -665,6 +690,7 @@ def prepare_iemocap(
             f"{subset!r} under {data_folder}"
         )
     rows = build_rows(kept, data_folder)
+    other_rows = build_rows(_with_wav(others, data_folder), data_folder)
 
     logger.info(
         "IEMOCAP: %d annotated utterances (raw labels: %s)",
@@ -679,12 +705,16 @@ def prepare_iemocap(
         check_full_release_counts(len(annotated), label_counts, session_counts)
 
     write_manifest(rows, os.path.join(save_folder, "all.csv"), MANIFEST_COLUMNS)
+    write_manifest(
+        other_rows, os.path.join(save_folder, "unlabelled.csv"), MANIFEST_COLUMNS
+    )
     write_group_folds(
         rows,
         save_folder,
         group_key="session",
         valid_mode=valid_mode,
         speaker_key="spk_id",
+        other_rows=other_rows,
     )
     save_prep_options(save_folder, options)
     logger.info("IEMOCAP manifests written to %s", save_folder)

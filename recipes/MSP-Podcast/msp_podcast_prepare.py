@@ -51,8 +51,13 @@ from collections import defaultdict
 
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.data.class_map import apply_class_map, class_names
+from ser_lib.data.class_map import (
+    apply_class_map,
+    class_names,
+    unlabelled_utterances,
+)
 from ser_lib.data.corpus_files import csv_table
+from ser_lib.data.folds import write_adapter_sets
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
     clear_prep_options,
@@ -373,6 +378,16 @@ def prepare_msp_podcast(
     for part, part_rows in parts.items():
         path = os.path.join(save_folder, "fold1", f"{part}.csv")
         write_manifest(part_rows, path, MANIFEST_COLUMNS)
+    # Stage 1 also trains on the utterances of other labels (X, O, ...) of its split.
+    others = unlabelled_utterances(utterances, kept)
+    other_rows = manifest_rows(others, data_folder, CORPUS) if others else []
+    write_adapter_sets(
+        os.path.join(save_folder, "fold1"),
+        parts["train"],
+        parts["test"],
+        other_train=[r for r in other_rows if roles.get(r["session"]) == "train"],
+        other_test=[r for r in other_rows if roles.get(r["session"]) == "test"],
+    )
     save_prep_options(save_folder, options)
     logger.info("MSP-Podcast manifests written to %s", save_folder)
 

@@ -125,9 +125,15 @@ class AdapterBrain(ProgressBrain):
 
         l_rec = reconstruction_loss(z_t, z_s, mask)
         l_pce = pseudo_ce_loss(
-            z_s, attributes.prototypes, targets, mask, tau=self.hparams.tau
+            z_s,
+            attributes.prototypes,
+            targets,
+            mask,
+            tau=self.hparams.tau,
+            logits=self.hparams.pce_logits,
         )
-        lam = self.hparams.lambda_schedule(self.training_progress())
+        # validation: the λ of the end of the epoch, not of its batch counter
+        lam = self.hparams.lambda_schedule(self.stage_progress(stage))
         loss = combined_loss(l_rec, l_pce, lam)
 
         self._accumulate(

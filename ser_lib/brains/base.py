@@ -157,6 +157,30 @@ class ProgressBrain(sb.Brain):
         within = self.step / self.steps_per_epoch if self.steps_per_epoch else 0.0
         return min((epoch - 1 + within) / counter.limit, 1.0)
 
+    def stage_progress(self, stage):
+        """Training progress for a stage's schedules (e.g. λ of the logged loss).
+
+        In training, :meth:`training_progress`; in validation and test, the progress
+        at the end of the current training epoch (their batch counter is not
+        training progress).
+
+        Example
+        -------
+        >>> from types import SimpleNamespace
+        >>> counter = SimpleNamespace(current=2, limit=4)
+        >>> brain = SimpleNamespace(hparams=SimpleNamespace(epoch_counter=counter),
+        ...                         step=5, steps_per_epoch=10)
+        >>> brain.training_progress = lambda: ProgressBrain.training_progress(brain)
+        >>> ProgressBrain.stage_progress(brain, sb.Stage.TRAIN)
+        0.375
+        >>> ProgressBrain.stage_progress(brain, sb.Stage.VALID)
+        0.5
+        """
+        if stage == sb.Stage.TRAIN:
+            return self.training_progress()
+        counter = self.hparams.epoch_counter
+        return min(max(counter.current, 1) / counter.limit, 1.0)
+
     def current_lr(self):
         """Learning rate of the first parameter group."""
         return self.optimizer.param_groups[0]["lr"]

@@ -244,6 +244,40 @@ class _TagIgnoringLoader(yaml.SafeLoader):
 _TagIgnoringLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+def unlabelled_utterances(utterances, kept, label_key="label"):
+    """The utterances that :func:`apply_class_map` dropped, their raw label as ``emo``.
+
+    Stage 1 uses no labels, so it trains on these too (``adapter_data: all_train``).
+
+    Arguments
+    ---------
+    utterances : sequence of mapping
+        The collected utterances (with ``ID`` and ``label_key``).
+    kept : sequence of mapping
+        What :func:`apply_class_map` kept.
+    label_key : str
+        The raw label's key.
+
+    Returns
+    -------
+    list of dict
+        Copies of the dropped utterances with ``emo`` = the raw label.
+
+    Example
+    -------
+    >>> utts = [{"ID": "a", "label": "neutral"}, {"ID": "b", "label": "calm"}]
+    >>> kept, _ = apply_class_map(utts, {"neutral": "neu", "calm": None})
+    >>> unlabelled_utterances(utts, kept)
+    [{'ID': 'b', 'label': 'calm', 'emo': 'calm'}]
+    """
+    kept_ids = {utt["ID"] for utt in kept}
+    return [
+        {**utt, "emo": str(utt[label_key])}
+        for utt in utterances
+        if utt["ID"] not in kept_ids
+    ]
+
+
 def read_class_maps(hparams_file, key="class_maps"):
     """Reads the named class maps of a recipe's YAML without building its objects.
 

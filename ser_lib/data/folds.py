@@ -22,6 +22,76 @@ VALID_MODES = ("none", "speaker")
 """Accepted values of ``valid_mode``."""
 
 
+ADAPTER_DATA = ("all_train", "labelled", "transductive")
+"""Values of the ``adapter_data`` setting: which utterances stage 1 trains on
+(``all_train``: every utterance of the fold's training groups whatever its label;
+``labelled``: the stage-2 training utterances only; ``transductive``: also the test
+group's audio, without labels)."""
+
+
+def adapter_manifest_name(adapter_data):
+    """File name, in a fold folder, of the stage-1 set of ``adapter_data``.
+
+    Example
+    -------
+    >>> adapter_manifest_name("all_train")
+    'adapter_all_train.csv'
+    >>> adapter_manifest_name("everything")
+    Traceback (most recent call last):
+    ...
+    ValueError: adapter_data must be one of ('all_train', 'labelled', 'transductive'), got 'everything'
+    """
+    if adapter_data not in ADAPTER_DATA:
+        raise ValueError(
+            f"adapter_data must be one of {ADAPTER_DATA}, got {adapter_data!r}"
+        )
+    return f"adapter_{adapter_data}.csv"
+
+
+def write_adapter_sets(
+    folder, train, test, other_train=(), other_test=(), columns=MANIFEST_COLUMNS
+):
+    """Writes a fold's stage-1 sets, one manifest per :data:`ADAPTER_DATA` value.
+
+    ``adapter_labelled.csv`` = ``train``; ``adapter_all_train.csv`` = ``train`` +
+    ``other_train`` (utterances of the training speakers/groups outside the labelled
+    set); ``adapter_transductive.csv`` = that + ``test`` + ``other_test``.
+
+    Arguments
+    ---------
+    folder : str
+        The fold folder.
+    train, test : sequence of mapping
+        The fold's labelled training and test rows.
+    other_train, other_test : sequence of mapping
+        Rows outside the labelled set, of the training and of the test side.
+    columns : sequence of str
+        Manifest columns.
+
+    Returns
+    -------
+    dict
+        ``adapter_data`` value -> number of rows.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"ID": name} for name in "abcd"]
+    >>> write_adapter_sets(tempfile.mkdtemp(), rows[:2], rows[2:3], rows[3:], [], ["ID"])
+    {'all_train': 3, 'labelled': 2, 'transductive': 4}
+    """
+    sets = {
+        "all_train": [*train, *other_train],
+        "labelled": list(train),
+        "transductive": [*train, *other_train, *test, *other_test],
+    }
+    for name in ADAPTER_DATA:
+        write_manifest(
+            sets[name], os.path.join(folder, adapter_manifest_name(name)), columns
+        )
+    return {name: len(rows) for name, rows in sets.items()}
+
+
 def _natural_key(value):
     """Sort key putting integers (or integer strings) first, in numeric order."""
     text = str(value)
@@ -110,8 +180,17 @@ def write_group_folds(
     speaker_key="spk_id",
     columns=MANIFEST_COLUMNS,
     fold_prefix="fold",
+    other_rows=(),
 ):
     """Writes ``fold{i}/{train,valid,test}.csv`` for leave-one-group-out evaluation.
+
+    Also writes the stage-1 (adapter) sets of every fold, one per ``adapter_data``
+    setting (:data:`ADAPTER_DATA`): ``adapter_labelled.csv`` (= ``train.csv``),
+    ``adapter_all_train.csv`` (every utterance of the training groups whatever its
+    label: ``train`` + the ``other_rows`` of those groups; a held-out validation
+    speaker stays out) and
+    ``adapter_transductive.csv`` (that plus every utterance of the test group,
+    whose labels stage 1 never reads).
 
     For the ``i``-th group ``g`` (1-based, groups sorted by :func:`sorted_groups`),
     ``fold{i}/test.csv`` holds exactly the rows of group ``g`` and ``train.csv`` the
@@ -140,6 +219,9 @@ def write_group_folds(
         Manifest columns (see :func:`ser_lib.data.manifest.write_manifest`).
     fold_prefix : str
         Prefix of the fold folder names.
+    other_rows : sequence of mapping
+        Utterances outside the labelled set (other labels, other styles), with the
+        same columns; they only enter the stage-1 sets.
 
     Returns
     -------
@@ -163,6 +245,12 @@ def write_group_folds(
     ...     return [r["ID"] for r in read_manifest(os.path.join(folds[0], name), cols)]
     >>> ids("test.csv"), ids("valid.csv"), ids("train.csv")
     (['1F0', '1F1', '1M0', '1M1'], ['2F0', '2F1'], ['2M0', '2M1', '3F0', '3F1', '3M0', '3M1'])
+    >>> other = [{"ID": f"x{s}", "session": s, "spk_id": f"S{s}F"} for s in (1, 2)]
+    >>> folds = write_group_folds(rows, folder, columns=cols, other_rows=other)
+    >>> [len(ids(f"adapter_{name}.csv")) for name in ADAPTER_DATA]
+    [9, 8, 14]
+    >>> "x1" in ids("adapter_all_train.csv"), "x1" in ids("adapter_transductive.csv")
+    (False, True)
     """
     if valid_mode not in VALID_MODES:
         raise ValueError(f"valid_mode must be one of {VALID_MODES}, got {valid_mode!r}")
@@ -199,6 +287,21 @@ def write_group_folds(
         write_manifest(train, os.path.join(folder, "train.csv"), columns)
         write_manifest(valid, os.path.join(folder, "valid.csv"), columns)
         write_manifest(test, os.path.join(folder, "test.csv"), columns)
+        # The held-out validation speaker stays held out in stage 1 too.
+        valid_speakers = {row[speaker_key] for row in valid}
+        write_adapter_sets(
+            folder,
+            train,
+            test,
+            other_train=[
+                row
+                for row in other_rows
+                if row[group_key] != test_group
+                and row[speaker_key] not in valid_speakers
+            ],
+            other_test=[row for row in other_rows if row[group_key] == test_group],
+            columns=columns,
+        )
         logger.info(
             "%s: test %s=%s (%d rows), train %d rows, valid %d rows",
             folder,

@@ -33,8 +33,17 @@ from collections import Counter
 import soundfile
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.data.class_map import apply_class_map, class_names
-from ser_lib.data.folds import sorted_groups, write_group_folds
+from ser_lib.data.class_map import (
+    apply_class_map,
+    class_names,
+    unlabelled_utterances,
+)
+from ser_lib.data.folds import (
+    ADAPTER_DATA,
+    adapter_manifest_name,
+    sorted_groups,
+    write_group_folds,
+)
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
     clear_prep_options,
@@ -263,14 +272,20 @@ def log_counts(rows, corpus, keys=("emo", "session", "gender")):
 def fold_files(n_folds):
     """Paths, relative to the save folder, of ``all.csv`` and ``n_folds`` folds.
 
+    Every fold has its three splits and its stage-1 sets (one per ``adapter_data``),
+    so a folder prepared before the stage-1 sets existed is prepared again.
+
     Example
     -------
-    >>> fold_files(1)
+    >>> fold_files(1)[:4]
     ['all.csv', 'fold1/train.csv', 'fold1/valid.csv', 'fold1/test.csv']
+    >>> fold_files(1)[4:]
+    ['fold1/adapter_all_train.csv', 'fold1/adapter_labelled.csv', 'fold1/adapter_transductive.csv']
     """
     files = ["all.csv"]
     for fold in range(1, n_folds + 1):
         files += [f"fold{fold}/{split}.csv" for split in SPLITS]
+        files += [f"fold{fold}/{adapter_manifest_name(name)}" for name in ADAPTER_DATA]
     return files
 
 
@@ -394,6 +409,7 @@ def write_prepared_corpus(
             f"{corpus}: no utterance of the classes {class_names(class_map)} under "
             f"{data_folder}"
         )
+    others = unlabelled_utterances(utterances, kept)
     kept = assign_folds(
         kept,
         fold_mode,
@@ -402,6 +418,15 @@ def write_prepared_corpus(
         stratify_key=stratify_key,
     )
     rows = manifest_rows(kept, data_folder, corpus)
+    # Utterances of other labels join stage 1's sets in their speaker's fold (folds
+    # are speaker-independent); a speaker without a labelled utterance has no fold.
+    speaker_fold = {row["spk_id"]: row["session"] for row in kept}
+    others = [
+        {**utt, "session": speaker_fold[utt["spk_id"]]}
+        for utt in others
+        if utt["spk_id"] in speaker_fold
+    ]
+    other_rows = manifest_rows(others, data_folder, corpus) if others else []
     log_counts(rows, corpus)
     write_manifest(rows, os.path.join(save_folder, "all.csv"), MANIFEST_COLUMNS)
     write_group_folds(
@@ -410,6 +435,7 @@ def write_prepared_corpus(
         group_key="session",
         valid_mode=valid_mode,
         speaker_key="spk_id",
+        other_rows=other_rows,
     )
     save_prep_options(save_folder, options)
     logger.info("%s manifests written to %s", corpus, save_folder)

@@ -10,6 +10,15 @@ exactly the per-frame update ``p <- p + (1 / N)(z - p)`` applied to the batch.
 The prototypes, counts and re-seed state are buffers, so they are saved with
 ``state_dict`` and restored by checkpointing.
 
+The paper leaves two readings open, both settings here: the rate of eqn 5
+(``update="cumulative"``, Sculley's ``n_k / N_k``, the all-time mean of the
+frames ever assigned; or ``update="ema"``, a constant ``1 - decay`` that follows
+the drifting teacher) and the student logits of eqn 6 (:func:`prototype_logits`:
+``"cosine"``, Sec. II-B3's ``cos(z, p) / tau``; or ``"neg_sqdist"``, Sec. II-B1's
+"negative distances" ``-||z - p||^2 / tau``, consistent with eqn 4's Euclidean
+assignment). Frames are assigned and prototypes moved in float32 with autocast
+off, whatever the training precision.
+
 Authors
  * ser_lib contributors
 """
@@ -53,6 +62,70 @@ def prototype_cosine_logits(z, prototypes, tau, eps=1e-8):
     return z_unit @ p_unit.t() / tau
 
 
+PCE_LOGITS = ("cosine", "neg_sqdist")
+"""Values of ``pce_logits``: the student logits of eqn 6."""
+KMEANS_UPDATES = ("cumulative", "ema")
+"""Values of ``kmeans_update``: the prototype rate of eqn 5."""
+
+
+def prototype_neg_sqdist_logits(z, prototypes, tau):
+    """Negative squared Euclidean distances to the (detached) prototypes over tau.
+
+    ``-||z - p_k||^2 / tau``, computed in float32.
+
+    Arguments
+    ---------
+    z : torch.Tensor
+        Frames [..., D].
+    prototypes : torch.Tensor
+        Prototypes [K, D]; detached, so no gradient reaches them.
+    tau : float
+        Temperature (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        Float32 logits [..., K].
+
+    Example
+    -------
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    >>> p = torch.tensor([[3.0, 0.0], [0.0, -1.0]])
+    >>> prototype_neg_sqdist_logits(z, p, tau=0.5)
+    tensor([[ -8.,  -4.],
+            [-26., -18.]])
+    """
+    if tau <= 0:
+        raise ValueError(f"prototype_neg_sqdist_logits: tau must be > 0, got {tau}")
+    z = z.float()
+    p = prototypes.detach().to(device=z.device, dtype=torch.float32)
+    dist2 = (z * z).sum(-1, keepdim=True) - 2.0 * z @ p.t() + (p * p).sum(-1)
+    return -dist2.clamp_min(0.0) / tau
+
+
+def prototype_logits(z, prototypes, tau, kind="cosine"):
+    """The student logits of eqn 6: ``kind`` is one of :data:`PCE_LOGITS`.
+
+    Computed in float32 with autocast off (a float32 island under bf16/fp16).
+
+    Example
+    -------
+    >>> z, p = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    >>> prototype_logits(z, p, 1.0), prototype_logits(z, p, 1.0, "neg_sqdist")
+    (tensor([[1., 0.]]), tensor([[-1., -2.]]))
+    >>> prototype_logits(z, p, 1.0, "dot")
+    Traceback (most recent call last):
+    ...
+    ValueError: pce_logits must be one of ('cosine', 'neg_sqdist'), got 'dot'
+    """
+    if kind not in PCE_LOGITS:
+        raise ValueError(f"pce_logits must be one of {PCE_LOGITS}, got {kind!r}")
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        if kind == "neg_sqdist":
+            return prototype_neg_sqdist_logits(z, prototypes, tau)
+        return prototype_cosine_logits(z.float(), prototypes.float(), tau)
+
+
 def _distributed():
     """True when running inside an initialised torch.distributed process group."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -78,6 +151,12 @@ class LocalAttributes(nn.Module):
     chunk_size : int
         Frames per chunk in :meth:`assign` (bounds the ``chunk x K`` distance
         matrix).
+    update : str
+        The rate of eqn 5 (:data:`KMEANS_UPDATES`): ``"cumulative"``
+        (``eta_k = n_k / N_k``) or ``"ema"`` (``eta_k = 1 - decay`` for every
+        prototype the batch uses).
+    decay : float
+        EMA decay of ``update="ema"``, in [0, 1).
 
     Example
     -------
@@ -92,9 +171,24 @@ class LocalAttributes(nn.Module):
     """
 
     def __init__(
-        self, num_prototypes=1024, dim=384, reseed_after=100, eps=1e-8, chunk_size=4096
+        self,
+        num_prototypes=1024,
+        dim=384,
+        reseed_after=100,
+        eps=1e-8,
+        chunk_size=4096,
+        update="cumulative",
+        decay=0.99,
     ):
         super().__init__()
+        if update not in KMEANS_UPDATES:
+            raise ValueError(
+                f"kmeans_update must be one of {KMEANS_UPDATES}, got {update!r}"
+            )
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"LocalAttributes: decay must be in [0, 1), got {decay}")
+        self.update_rule = update
+        self.decay = decay
         if num_prototypes < 1 or dim < 1:
             raise ValueError(
                 "LocalAttributes: num_prototypes and dim must be >= 1, got "
@@ -119,7 +213,8 @@ class LocalAttributes(nn.Module):
         """Summary shown by ``print(module)``."""
         return (
             f"num_prototypes={self.num_prototypes}, dim={self.dim}, "
-            f"reseed_after={self.reseed_after}"
+            f"reseed_after={self.reseed_after}, update={self.update_rule}, "
+            f"decay={self.decay}"
         )
 
     def _check_frames(self, z, caller):
@@ -231,7 +326,8 @@ class LocalAttributes(nn.Module):
 
         Initialises the prototypes from K random frames on the first call,
         assigns every frame (eqn 4), moves every used prototype with the
-        ``n_k / N_k`` rate (eqn 5) and re-seeds dead prototypes.
+        rate of eqn 5 (``n_k / N_k``, or ``1 - decay`` with ``update="ema"``) and
+        re-seeds dead prototypes. Runs in float32 with autocast off.
 
         Under torch.distributed (initialised process group) the per-prototype
         sums and counts and the distortion totals are all-reduced (SUM) before
@@ -290,7 +386,10 @@ class LocalAttributes(nn.Module):
 
         used = batch_counts > 0
         self.counts += batch_counts
-        eta = (batch_counts[used] / self.counts[used]).to(sums.dtype)  # [U]
+        if self.update_rule == "ema":
+            eta = sums.new_full((int(used.sum()),), 1.0 - self.decay)  # [U]
+        else:
+            eta = (batch_counts[used] / self.counts[used]).to(sums.dtype)  # [U]
         means = sums[used] / batch_counts[used].unsqueeze(1).to(sums.dtype)
         self.prototypes[used] += eta.unsqueeze(1) * (means - self.prototypes[used])
 

@@ -142,12 +142,14 @@ class StatisticalAttentivePooling(nn.Module):
         torch.Tensor
             [B, 2 * D * H]: normalised ``mu`` then normalised ``sigma^2``.
         """
-        x, mask = self._zero_padding(x, lengths)
-        attn = self._attention(x, mask)  # [B, T, H]
-        mean = torch.einsum("btd,bth->bdh", x, attn)  # [B, D, H]
-        second = torch.einsum("btd,bth->bdh", x * x, attn)
-        var = (second - mean * mean).clamp_min(self.eps)
-        batch = x.shape[0]
-        mean = F.normalize(mean.reshape(batch, -1), dim=-1)
-        var = F.normalize(var.reshape(batch, -1), dim=-1)
-        return torch.cat([mean, var], dim=-1)
+        # float32 island: E[x^2] - mu^2 cancels catastrophically in bf16/fp16
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x, mask = self._zero_padding(x.float(), lengths)
+            attn = self._attention(x, mask)  # [B, T, H]
+            mean = torch.einsum("btd,bth->bdh", x, attn)  # [B, D, H]
+            second = torch.einsum("btd,bth->bdh", x * x, attn)
+            var = (second - mean * mean).clamp_min(self.eps)
+            batch = x.shape[0]
+            mean = F.normalize(mean.reshape(batch, -1), dim=-1)
+            var = F.normalize(var.reshape(batch, -1), dim=-1)
+            return torch.cat([mean, var], dim=-1)

@@ -1,0 +1,462 @@
+"""The project's results table, built from committed result files (not by hand).
+
+A row spec (YAML, e.g. ``docs/results/emodb_rows.yaml``) names every row of the table:
+
+.. code-block:: yaml
+
+    title: EmoDB, leave-one-speaker-out
+    rows_folder: emodb            # committed row files, relative to the spec
+    json: emodb.json              # machine-readable table, relative to the spec
+    markdown: ../RESULTS.md       # the table for people, relative to the spec
+    readme: ../../README.md       # gets the headline block between the markers
+    headline: [baseline_last_layer, wap_la_random_init, wap_la_teacher]
+    rows:
+      baseline_last_layer:
+        description: frozen whisper-base, last layer, mean pooling, linear
+        results_folder: recipes/EmoDB/results/EmoDB/baseline  # the run, for collect
+
+:func:`collect_row` copies a finished run's small files (``run_info.json``,
+``cv_results.*``, per fold ``metrics.json``, ``predictions.csv`` and the training
+logs; never checkpoints) into ``rows_folder/<row>/``, so later sessions extend the
+table instead of re-running it. :func:`build_table` reads those files: per fold and
+mean ± std over folds (:func:`ser_lib.fold_results.aggregate_folds`), pooled
+over every test utterance of the folds (:func:`ser_lib.metrics.ser_scores` on the
+concatenated ``predictions.csv``), per-class recall of the pooled confusion
+matrix, command, schedule and wall time (``run_info.json``). Rows without files are
+pending: they are listed, never given numbers.
+"""
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ser_lib.fold_results import (
+    METRICS,
+    METRICS_FILE,
+    aggregate_folds,
+    read_fold_metrics,
+    results_table,
+)
+from ser_lib.metrics import ser_scores
+from ser_lib.report.plots import per_class_recall
+from ser_lib.run_info import RUN_INFO_FILE, read_run_info
+
+ROW_FILES = ("cv_results.json", "cv_results.md")
+FOLD_FILES = (
+    METRICS_FILE,
+    "predictions.csv",
+    "train_log.txt",
+    "train_log.jsonl",
+    "hyperparams.yaml",
+)
+STAGE1_FILES = ("train_log.txt", "train_log.jsonl")
+"""Copied from a fold's stage-1 run folder as ``stage1_<name>``."""
+HEADLINE_START = "<!-- results-headline:start -->"
+HEADLINE_END = "<!-- results-headline:end -->"
+_FOLD_FOLDER = re.compile(r"^fold(\d+)$")
+
+
+def load_row_spec(path):
+    """Reads a row spec; its file paths are made absolute (relative to the spec).
+
+    Arguments
+    ---------
+    path : str
+        The YAML file.
+
+    Returns
+    -------
+    dict
+        ``title``, ``rows_folder``, ``json``, ``markdown``, ``readme`` (absolute),
+        ``headline`` (row names) and ``rows`` (name -> ``description``,
+        ``results_folder``).
+
+    Raises
+    ------
+    ValueError
+        If a key is missing or a headline row is not a row.
+    """
+    with open(path, encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    base = os.path.dirname(os.path.abspath(path))
+    missing = [
+        key
+        for key in ("title", "rows_folder", "json", "markdown", "readme", "rows")
+        if key not in spec
+    ]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    for key in ("rows_folder", "json", "markdown", "readme"):
+        spec[key] = os.path.normpath(os.path.join(base, spec[key]))
+    spec.setdefault("headline", [])
+    unknown = [name for name in spec["headline"] if name not in spec["rows"]]
+    if unknown:
+        raise ValueError(f"{path}: headline rows {unknown} are not in rows")
+    for name, row in spec["rows"].items():
+        if "description" not in row:
+            raise ValueError(f"{path}: row {name} has no description")
+    return spec
+
+
+def collect_row(results_folder, row_folder, with_report=False):
+    """Copies a finished cross-validation run's small files into ``row_folder``.
+
+    Arguments
+    ---------
+    results_folder : str
+        The run's results folder (``cv_results.json`` and ``run_info.json``,
+        which names each fold's folders).
+    row_folder : str
+        Where the row's files go (replaced).
+    with_report : bool
+        Also copy ``results_folder/report/`` (the pictures and their README).
+
+    Returns
+    -------
+    list of int
+        The folds copied (those with a ``metrics.json``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_info.json`` is missing (re-run the driver with ``--aggregate_only``
+        to write it) or no fold has finished.
+    """
+    if not os.path.isfile(os.path.join(results_folder, RUN_INFO_FILE)):
+        raise FileNotFoundError(
+            f"No {RUN_INFO_FILE} in {results_folder}: run the recipe's "
+            "cross_validate.py (with --aggregate_only for finished folds) to write it"
+        )
+    info = read_run_info(results_folder)
+    staging = row_folder.rstrip(os.sep) + ".tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    for name in (RUN_INFO_FILE, *ROW_FILES):
+        if os.path.isfile(os.path.join(results_folder, name)):
+            shutil.copy2(os.path.join(results_folder, name), staging)
+    copied = []
+    for fold, entry in sorted(info["folds"].items(), key=lambda item: int(item[0])):
+        if read_fold_metrics(entry["folder"]) is None:
+            continue
+        target = os.path.join(staging, f"fold{fold}")
+        os.makedirs(target)
+        for name in FOLD_FILES:
+            if os.path.isfile(os.path.join(entry["folder"], name)):
+                shutil.copy2(os.path.join(entry["folder"], name), target)
+        if entry["adapter_folder"]:
+            stage1 = os.path.dirname(os.path.normpath(entry["adapter_folder"]))
+            for name in STAGE1_FILES:
+                if os.path.isfile(os.path.join(stage1, name)):
+                    shutil.copy2(
+                        os.path.join(stage1, name),
+                        os.path.join(target, f"stage1_{name}"),
+                    )
+        copied.append(int(fold))
+    if not copied:
+        shutil.rmtree(staging)
+        raise FileNotFoundError(f"No finished fold in {results_folder}")
+    report = os.path.join(results_folder, "report")
+    if with_report and os.path.isdir(report):
+        shutil.copytree(report, os.path.join(staging, "report"))
+    shutil.rmtree(row_folder, ignore_errors=True)
+    os.replace(staging, row_folder)
+    return copied
+
+
+def row_fold_folders(row_folder):
+    """Fold number -> ``row_folder/fold<k>`` for the folds with a ``metrics.json``.
+
+    Example
+    -------
+    >>> row_fold_folders(getfixture("tmp_path"))
+    {}
+    """
+    folders = {}
+    if os.path.isdir(row_folder):
+        for name in os.listdir(row_folder):
+            match = _FOLD_FOLDER.match(name)
+            path = os.path.join(row_folder, name)
+            if match and os.path.isfile(os.path.join(path, METRICS_FILE)):
+                folders[int(match.group(1))] = path
+    return dict(sorted(folders.items()))
+
+
+def pooled_scores(prediction_files):
+    """UA, WA, macro F1 (percent) over the concatenated predictions of the folds.
+
+    Arguments
+    ---------
+    prediction_files : list of str
+        ``predictions.csv`` files (columns ``true`` and ``predicted``).
+
+    Returns
+    -------
+    dict
+        ``UA``, ``WA``, ``F1`` in percent.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "p.csv"
+    >>> _ = path.write_text("ID,true,predicted\\na,neu,neu\\nb,sad,neu\\nc,sad,sad\\n")
+    >>> {key: round(value, 2) for key, value in pooled_scores([path]).items()}
+    {'UA': 75.0, 'WA': 66.67, 'F1': 66.67}
+    """
+    frames = [pd.read_csv(path, keep_default_na=False) for path in prediction_files]
+    pooled = pd.concat(frames, ignore_index=True)
+    scores = ser_scores(pooled["true"].to_numpy(), pooled["predicted"].to_numpy())
+    return {key: 100.0 * value for key, value in scores.items()}
+
+
+def row_figures(row_folder):
+    """The table entry of a collected row.
+
+    Arguments
+    ---------
+    row_folder : str
+        ``rows_folder/<row>`` (see :func:`collect_row`).
+
+    Returns
+    -------
+    dict or None
+        None when no fold has finished. Otherwise ``status`` ("done"),
+        ``command``, ``git``, ``schedule``, ``folds``, ``n_test`` per fold,
+        ``UA`` / ``WA`` / ``F1`` each ``{"mean", "std", "pooled", "per_fold"}``,
+        ``per_class_recall`` (class -> pooled recall in percent, None for a class
+        without test utterances) and ``wall_s`` (per stage and total).
+    """
+    folders = row_fold_folders(row_folder)
+    if not folders:
+        return None
+    fold_metrics = {fold: read_fold_metrics(folder) for fold, folder in folders.items()}
+    aggregated = aggregate_folds(fold_metrics)
+    pooled = pooled_scores(
+        [os.path.join(folder, "predictions.csv") for folder in folders.values()]
+    )
+    classes = fold_metrics[min(fold_metrics)]["classes"]
+    matrix = sum(np.asarray(m["confusion_matrix"]) for m in fold_metrics.values())
+    recall = per_class_recall(matrix)
+    info = read_run_info(row_folder)
+    figures = {
+        "status": "done",
+        "command": info["command"],
+        "git": info["git"],
+        "schedule": info["schedule"],
+        "folds": [row["fold"] for row in aggregated["folds"]],
+        "n_test": [row["n_test"] for row in aggregated["folds"]],
+    }
+    for metric in METRICS:
+        figures[metric] = {
+            "mean": aggregated["mean"][metric],
+            "std": aggregated["std"][metric],
+            "pooled": pooled[metric],
+            "per_fold": [row[metric] for row in aggregated["folds"]],
+        }
+    figures["per_class_recall"] = {
+        label: None if np.isnan(value) else 100.0 * float(value)
+        for label, value in zip(classes, recall, strict=True)
+    }
+    figures["wall_s"] = info.get("wall_s")
+    return figures
+
+
+def build_table(spec):
+    """Every row of the spec: its figures, or ``{"status": "pending"}``.
+
+    Returns
+    -------
+    dict
+        ``{"title", "rows": {name: {"description", "status", ...}}}``.
+    """
+    rows = {}
+    for name, row in spec["rows"].items():
+        figures = row_figures(os.path.join(spec["rows_folder"], name))
+        rows[name] = {
+            "description": row["description"],
+            **(figures or {"status": "pending"}),
+        }
+    return {"title": spec["title"], "rows": rows}
+
+
+def _mean_std(entry):
+    return f"{entry['mean']:.2f} ± {entry['std']:.2f}"
+
+
+def _wall(row):
+    if not row.get("wall_s"):
+        return "–"
+    return f"{row['wall_s']['total'] / 60:.1f} min"
+
+
+def summary_table(table, names):
+    """Markdown table of the named rows: mean ± std and pooled UA/WA/F1, wall time.
+
+    Pending rows are listed as pending, without numbers.
+
+    Example
+    -------
+    >>> table = {"rows": {"a": {"description": "row a", "status": "pending"}}}
+    >>> print(summary_table(table, ["a"]).splitlines()[-1])
+    | `a` | row a | pending | | | | | | | |
+    """
+    lines = [
+        "| row | what | folds | UA mean ± std | UA pooled | WA mean ± std | WA pooled "
+        "| F1 mean ± std | F1 pooled | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        row = table["rows"][name]
+        if row["status"] != "done":
+            lines.append(f"| `{name}` | {row['description']} | pending | | | | | | | |")
+            continue
+        cells = []
+        for metric in METRICS:
+            cells += [_mean_std(row[metric]), f"{row[metric]['pooled']:.2f}"]
+        lines.append(
+            f"| `{name}` | {row['description']} | {len(row['folds'])} | "
+            + " | ".join(cells)
+            + f" | {_wall(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def row_section(name, row):
+    """Markdown section of one row: command, schedule, per-fold table, recall."""
+    lines = [f"### `{name}`", "", row["description"], ""]
+    if row["status"] != "done":
+        return "\n".join([*lines, "Pending: not run yet.", ""])
+    git = row["git"] or {}
+    lines += [
+        "```bash",
+        row["command"] or "(command not recorded)",
+        "```",
+        "",
+        f"Code: commit `{git.get('commit')}`"
+        + (" (with local changes)" if git.get("dirty") else ""),
+        "",
+        f"Schedule: {json.dumps(row['schedule'])}",
+        "",
+    ]
+    aggregated = {
+        "folds": [
+            {"fold": fold, "n_test": n, **{m: row[m]["per_fold"][i] for m in METRICS}}
+            for i, (fold, n) in enumerate(zip(row["folds"], row["n_test"], strict=True))
+        ],
+        "mean": {m: row[m]["mean"] for m in METRICS},
+        "std": {m: row[m]["std"] for m in METRICS},
+    }
+    lines += [results_table(aggregated)]
+    lines.append(
+        "| pooled | "
+        + str(sum(row["n_test"]))
+        + " | "
+        + " | ".join(f"{row[m]['pooled']:.2f}" for m in METRICS)
+        + " |"
+    )
+    recall = ", ".join(
+        f"{label} {'n/a' if value is None else f'{value:.1f}'}"
+        for label, value in row["per_class_recall"].items()
+    )
+    lines += ["", f"Per-class recall (pooled, %): {recall}."]
+    if row.get("wall_s"):
+        wall = row["wall_s"]
+        stage1 = (
+            "no stage 1"
+            if (row["schedule"] or {}).get("stage1") is None
+            else f"stage 1 {wall['stage1']:.0f} s"
+        )
+        lines.append(
+            f"Wall time (summed over folds): {stage1}, stage 2 "
+            f"{wall['stage2']:.0f} s, total {wall['total']:.0f} s."
+        )
+    return "\n".join([*lines, ""])
+
+
+def results_markdown(table, spec_path):
+    """The whole ``RESULTS.md``: summary of every row, then one section per row."""
+    names = list(table["rows"])
+    lines = [
+        f"# Results: {table['title']}",
+        "",
+        "Written by `python tools/results_table.py build "
+        f"--spec {spec_path}` from the committed row files; do not edit by hand. "
+        "UA, WA and macro F1 in percent: mean ± sample standard deviation over the "
+        "folds, and pooled over every test utterance of the folds. Pending rows have "
+        "not been run yet.",
+        "",
+        summary_table(table, names),
+        "",
+        "## Rows",
+        "",
+    ]
+    lines += [row_section(name, table["rows"][name]) for name in names]
+    return "\n".join(lines)
+
+
+def headline_block(table, names, link):
+    """The README's headline: the named rows and a link to the full table."""
+    return "\n".join(
+        [
+            HEADLINE_START,
+            f"**{table['title']}** (UA / WA / macro F1 in %, full table and "
+            f"commands: [{os.path.basename(link)}]({link})):",
+            "",
+            summary_table(table, names),
+            HEADLINE_END,
+        ]
+    )
+
+
+def replace_headline(text, block):
+    """Puts ``block`` between the headline markers of ``text``.
+
+    Example
+    -------
+    >>> text = f"a\\n{HEADLINE_START}\\nold\\n{HEADLINE_END}\\nb"
+    >>> replace_headline(text, f"{HEADLINE_START}\\nnew\\n{HEADLINE_END}").split()
+    ['a', '<!--', 'results-headline:start', '-->', 'new', '<!--', 'results-headline:end', '-->', 'b']
+    """
+    start, end = text.find(HEADLINE_START), text.find(HEADLINE_END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"The headline markers {HEADLINE_START} ... {HEADLINE_END} are missing"
+        )
+    return text[:start] + block + text[end + len(HEADLINE_END) :]
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def write_results_files(spec, spec_path):
+    """Builds the table and writes the JSON, the markdown and the README headline.
+
+    Arguments
+    ---------
+    spec : dict
+        :func:`load_row_spec`'s result.
+    spec_path : str
+        The spec as the user named it (quoted in ``RESULTS.md``).
+
+    Returns
+    -------
+    dict
+        The table (see :func:`build_table`).
+    """
+    table = build_table(spec)
+    _write(spec["json"], json.dumps(table, indent=2) + "\n")
+    _write(spec["markdown"], results_markdown(table, spec_path))
+    if spec["headline"]:
+        with open(spec["readme"], encoding="utf-8") as f:
+            readme = f.read()
+        link = os.path.relpath(spec["markdown"], os.path.dirname(spec["readme"]))
+        block = headline_block(table, spec["headline"], link)
+        _write(spec["readme"], replace_headline(readme, block))
+    return table

@@ -1,0 +1,152 @@
+"""The results table: run_info.json, collecting a row, building the table.
+
+Fixture fold folders with hand-made predictions; every expected figure is worked
+out by hand in the comments.
+"""
+
+import json
+import math
+
+import pytest
+
+from ser_lib.results import (
+    HEADLINE_END,
+    HEADLINE_START,
+    collect_row,
+    load_row_spec,
+    write_results_files,
+)
+from ser_lib.run_info import read_run_info, record_fold, write_run_info
+
+# fold -> (true, predicted); classes neu, sad.
+FOLDS = {
+    1: (["neu", "neu", "sad", "sad"], ["neu", "sad", "sad", "sad"]),
+    2: (["neu", "sad", "sad"], ["neu", "neu", "sad"]),
+}
+# Per fold, by hand:
+# fold 1: recall neu 1/2, sad 2/2 -> UA 75; WA 3/4 = 75;
+#         F1 neu 2*1/(2+0+1) = 2/3, sad 2*2/(4+1+0) = 4/5 -> 73.33
+# fold 2: recall neu 1/1, sad 1/2 -> UA 75; WA 2/3 = 66.67;
+#         F1 neu 2/(2+1+0) = 2/3, sad 2/(2+0+1) = 2/3 -> 66.67
+HAND = {
+    1: {"UA": 75.0, "WA": 75.0, "F1": 100 * (2 / 3 + 4 / 5) / 2},
+    2: {"UA": 75.0, "WA": 200 / 3, "F1": 200 / 3},
+}
+CONFUSION = {1: [[1, 1], [0, 2]], 2: [[1, 0], [1, 1]]}
+
+
+def make_run(root):
+    """A finished two-fold run as the driver leaves it; returns its results folder."""
+    results = root / "cv"
+    info = read_run_info(results)
+    info["command"] = "python recipes/EmoDB/cross_validate.py --folds 1 2"
+    info["schedule"] = {"stage1": None, "stage2": {"number_of_epochs": 3}}
+    for fold, (true, predicted) in FOLDS.items():
+        folder = root / "exp" / f"fold{fold}" / "baseline"
+        (folder / "save" / "CKPT+x").mkdir(parents=True)
+        (folder / "save" / "CKPT+x" / "model.ckpt").write_text("weights")
+        lines = ["ID,true,predicted"]
+        lines += [
+            f"f{fold}u{i},{t},{p}"
+            for i, (t, p) in enumerate(zip(true, predicted, strict=True))
+        ]
+        (folder / "predictions.csv").write_text("\n".join(lines) + "\n")
+        metrics = {
+            **HAND[fold],
+            "n_test": len(true),
+            "classes": ["neu", "sad"],
+            "confusion_matrix": CONFUSION[fold],
+        }
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "train_log.txt").write_text("epoch: 1\n")
+        record_fold(info, fold, str(folder), None, {"stage2": 10.0 * fold})
+    write_run_info(results, info)
+    return results
+
+
+def make_spec(root):
+    (root / "README.md").write_text(f"intro\n{HEADLINE_START}\n{HEADLINE_END}\nend\n")
+    spec = root / "docs" / "results" / "rows.yaml"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(
+        "title: Fixture\nrows_folder: rows\njson: table.json\n"
+        "markdown: ../RESULTS.md\nreadme: ../../README.md\n"
+        "headline: [done_row, pending_row]\n"
+        "rows:\n"
+        "  done_row: {description: two folds}\n"
+        "  pending_row: {description: not run}\n"
+    )
+    return spec
+
+
+def test_build_from_fold_folders(tmp_path):
+    results = make_run(tmp_path)
+    spec_path = make_spec(tmp_path)
+    spec = load_row_spec(spec_path)
+    row_folder = tmp_path / "docs" / "results" / "rows" / "done_row"
+    assert collect_row(str(results), str(row_folder)) == [1, 2]
+    assert sorted(p.name for p in (row_folder / "fold1").iterdir()) == [
+        "metrics.json",
+        "predictions.csv",
+        "train_log.txt",
+    ]  # no checkpoints
+    table = write_results_files(spec, str(spec_path))
+
+    row = table["rows"]["done_row"]
+    assert row["folds"] == [1, 2]
+    for metric in ("UA", "WA", "F1"):
+        assert row[metric]["per_fold"] == pytest.approx(
+            [HAND[1][metric], HAND[2][metric]]
+        )
+        assert row[metric]["mean"] == pytest.approx(
+            (HAND[1][metric] + HAND[2][metric]) / 2
+        )
+        assert row[metric]["std"] == pytest.approx(
+            abs(HAND[1][metric] - HAND[2][metric]) / math.sqrt(2)
+        )
+    # Pooled over the 7 utterances: recall neu 2/3, sad 3/4 -> UA 70.83; WA 5/7;
+    # F1 neu 2*2/(4+1+1) = 2/3, sad 2*3/(6+1+1) = 3/4 -> 70.83.
+    assert row["UA"]["pooled"] == pytest.approx(100 * (2 / 3 + 3 / 4) / 2)
+    assert row["WA"]["pooled"] == pytest.approx(100 * 5 / 7)
+    assert row["F1"]["pooled"] == pytest.approx(100 * (2 / 3 + 3 / 4) / 2)
+    assert row["per_class_recall"] == pytest.approx({"neu": 200 / 3, "sad": 75.0})
+    assert row["wall_s"] == {"stage1": 0.0, "stage2": 30.0, "total": 30.0}
+    assert row["command"] == "python recipes/EmoDB/cross_validate.py --folds 1 2"
+    assert table["rows"]["pending_row"] == {
+        "description": "not run",
+        "status": "pending",
+    }
+
+    saved = json.loads((tmp_path / "docs" / "results" / "table.json").read_text())
+    assert saved == json.loads(json.dumps(table))
+    markdown = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "| `pending_row` | not run | pending |" in markdown
+    assert "| `done_row` | two folds | 2 | 75.00 ± 0.00 | 70.83 |" in markdown
+    assert "no stage 1, stage 2 30 s, total 30 s." in markdown
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("intro\n") and readme.endswith("end\n")
+    assert "| `done_row` | two folds | 2 | 75.00 ± 0.00 | 70.83 |" in readme
+    assert "[RESULTS.md](docs/RESULTS.md)" in readme
+
+
+def test_run_info_keeps_earlier_fold_times(tmp_path):
+    info = read_run_info(tmp_path)
+    record_fold(info, 1, "f1", "a1", {"stage1": 5.0, "stage2": 2.0})
+    write_run_info(tmp_path, info)
+    info = read_run_info(tmp_path)
+    record_fold(info, 1, "f1", "a1", {})  # finished earlier: nothing ran now
+    record_fold(info, 2, "f2", "a2", {"stage2": 1.0})
+    write_run_info(tmp_path, info)
+    saved = read_run_info(tmp_path)
+    assert saved["folds"]["1"]["stage1_s"] == 5.0
+    assert saved["folds"]["2"]["stage1_s"] is None
+    assert saved["wall_s"] == {"stage1": 5.0, "stage2": 3.0, "total": 8.0}
+
+
+def test_collect_needs_run_info_and_a_finished_fold(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run_info.json"):
+        collect_row(str(tmp_path), str(tmp_path / "row"))
+    write_run_info(tmp_path, read_run_info(tmp_path))
+    with pytest.raises(FileNotFoundError, match="No finished fold"):
+        collect_row(str(tmp_path), str(tmp_path / "row"))
+    assert not (tmp_path / "row").exists()
