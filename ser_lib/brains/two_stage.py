@@ -30,7 +30,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain.utils.metric_stats import ErrorRateStats
 
 from ser_lib.brains.base import unwrap
-from ser_lib.brains.evaluation import EvaluationMixin
+from ser_lib.brains.classifier import UtteranceClassifierBrain
 from ser_lib.brains.inloop import InLoopBrain, write_done
 from ser_lib.inloop.heads import IGNORE_INDEX
 from ser_lib.metrics import ser_scores
@@ -102,7 +102,7 @@ def load_matching_state(module, path, prefixes=("",)):
     return list(loaded)
 
 
-class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
+class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
     """Emotion with auxiliary tasks (ASR by CTC, gender, style) on a trainable encoder.
 
     Modules: ``encoder`` (:mod:`ser_lib.inloop.encoder`, possibly with adapters),
@@ -120,8 +120,8 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
     ``export_encoder`` (export the encoder when done: stage 1), ``score_by`` (None
     or a column of ``label_classes``), ``char_encoder``
     (set by :func:`ser_lib.inloop.transcribed.transcribed_dataio`), and those of
-    :class:`ser_lib.brains.inloop.InLoopBrain` and
-    :class:`ser_lib.brains.evaluation.EvaluationMixin`.
+    :class:`ser_lib.brains.inloop.InLoopBrain` (parameter groups, clipping) and
+    :class:`ser_lib.brains.classifier.UtteranceClassifierBrain` (evaluation files).
     """
 
     def __init__(self, *args, **kwargs):
@@ -218,7 +218,7 @@ class MultiTaskSSLBrain(EvaluationMixin, InLoopBrain):
         return scores
 
     def write_evaluation(self, stats):
-        """As :class:`EvaluationMixin`, with the auxiliary UAs and WER added."""
+        """As the base class, with the auxiliary UAs and WER added."""
         super().write_evaluation(stats)
         extra = {
             k: v
