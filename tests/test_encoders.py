@@ -16,7 +16,13 @@ from transformers import (
     WavLMModel,
 )
 
-from ser_lib.encoders import FbankEncoder, HFEncoder, absolute_lengths, load_encoder
+from ser_lib.encoders import (
+    FbankEncoder,
+    HFEncoder,
+    absolute_lengths,
+    load_encoder,
+    split_hidden_states,
+)
 
 RECIPE_ENCODERS = (
     Path(__file__).resolve().parents[1] / "recipes/IEMOCAP/hparams/encoder"
@@ -315,3 +321,17 @@ def test_load_encoder_requires_an_encoder_key(tmp_path):
     path.write_text("n_mels: 40\n")
     with pytest.raises(KeyError, match="no 'encoder' key"):
         load_encoder(path)
+
+
+def test_hf_encoder_all_layers_layout(tiny_hubert_dir):
+    wavs, lens = _wavs([16000, 9000])
+    enc = HFEncoder(tiny_hubert_dir, layers="all")
+    hidden = TINY_HUBERT_SETTINGS["hidden_size"]
+    assert enc.output_dim == NUM_STATES * hidden
+    fingerprint = enc.fingerprint()
+    assert fingerprint["layers"] == "all"
+    assert (fingerprint["num_states"], fingerprint["state_dim"]) == (NUM_STATES, hidden)
+    states = split_hidden_states(enc(wavs, lens)[0], NUM_STATES)
+    for index in range(NUM_STATES):
+        single = HFEncoder(tiny_hubert_dir, layers=index)(wavs, lens)[0]
+        torch.testing.assert_close(states[:, :, index], single)

@@ -1,0 +1,293 @@
+"""Cross-validation driver for recipes with an ordered list of stages per fold.
+
+The generalisation of :func:`ser_lib.cross_validation.cross_validate` (which runs
+the two stages adapter -> finetune) to any number of steps, each a script of the
+recipe run as a subprocess exactly as a user would (``python SCRIPT HPARAMS
+--key=value ...``). Rules, as in the two-stage driver:
+
+* a fold is finished when the last stage's ``metrics.json`` exists: it is skipped;
+* a stage is finished when ``<its output_folder>/<done_file>`` exists (each stage
+  writes it last): it is skipped, so a re-run continues with the first unfinished
+  stage, which resumes from its own checkpoints;
+* ``aggregate_only`` runs nothing and aggregates the finished folds.
+
+The wall time of every stage run is added to ``results_folder/run_info.json``
+(``{"stage_seconds": {fold: {stage: seconds}}}``).
+"""
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import yaml
+from hyperpyyaml import resolve_references
+from speechbrain.utils.logger import get_logger
+
+from ser_lib.cross_validation import overrides_to_args, recipe_context
+from ser_lib.data.class_map import _TagIgnoringLoader
+from ser_lib.fold_results import (
+    METRICS_FILE,
+    aggregate_folds,
+    read_fold_metrics,
+    results_table,
+    write_results,
+)
+
+logger = get_logger(__name__)
+
+RUN_INFO_FILE = "run_info.json"
+
+
+@dataclass
+class Stage:
+    """One step of a fold.
+
+    Attributes
+    ----------
+    name : str
+        Short name (logs, run_info, per-stage overrides).
+    hparams_file : str
+        The step's YAML, relative to the recipe folder.
+    script : str
+        The recipe script that runs it.
+    done_file : str
+        Written last in the step's ``output_folder`` when it has finished.
+    overrides : dict
+        Overrides for this step only.
+    """
+
+    name: str
+    hparams_file: str
+    script: str = "train.py"
+    done_file: str = "done.json"
+    overrides: dict = field(default_factory=dict)
+
+
+def resolved_hparams(recipe_dir, hparams_file, overrides):
+    """The YAML's plain values with ``!ref`` resolved, without building any object.
+
+    Loading a stage YAML with ``load_hyperpyyaml`` would build its encoder (a large
+    model); this only resolves references.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "s.yaml").write_text(
+    ...     "root: a\\nout: !ref <root>/b\\nenc: !new:torch.nn.Linear [1, 1]\\n")
+    >>> values = resolved_hparams(folder, "s.yaml", {"root": "x"})
+    >>> values["out"], values["enc"]
+    ('x/b', None)
+    """
+    with recipe_context(recipe_dir):
+        with open(hparams_file, encoding="utf-8") as fin:
+            text = resolve_references(fin, yaml.safe_dump(overrides or {})).getvalue()
+    return yaml.load(text, Loader=_TagIgnoringLoader)  # noqa: S506 (safe loader)
+
+
+def stage_output_folder(recipe_dir, stage, overrides):
+    """Absolute ``output_folder`` of ``stage`` under ``overrides``."""
+    values = resolved_hparams(recipe_dir, stage.hparams_file, overrides)
+    return os.path.abspath(os.path.join(recipe_dir, values["output_folder"]))
+
+
+def run_step(recipe_dir, stage, overrides, extra_args=()):
+    """Runs ``python SCRIPT HPARAMS --key=value ...`` in the recipe folder."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, stage.script, stage.hparams_file]
+    cmd += overrides_to_args(overrides) + list(extra_args)
+    logger.info("Running: %s (in %s)", " ".join(cmd), recipe_dir)
+    completed = subprocess.run(cmd, cwd=recipe_dir, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"Stage {stage.name} failed with exit code {completed.returncode}: "
+            f"{' '.join(cmd)} (in {recipe_dir}); fix the error above and re-run the "
+            "same command: finished stages are skipped, the unfinished one resumes"
+        )
+
+
+def _record_time(results_folder, fold, stage_name, seconds):
+    """Adds one stage's wall time to ``run_info.json``."""
+    os.makedirs(results_folder, exist_ok=True)
+    path = os.path.join(results_folder, RUN_INFO_FILE)
+    info = {"stage_seconds": {}}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    info.setdefault("stage_seconds", {}).setdefault(str(fold), {})[stage_name] = round(
+        seconds, 3
+    )
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def run_fold(
+    recipe_dir,
+    fold,
+    stages,
+    common_overrides,
+    results_folder,
+    fold_key="test_session",
+    extra_args=(),
+):
+    """Runs the unfinished stages of one fold in order; returns the last stage folder."""
+    folder = None
+    for stage in stages:
+        overrides = {**common_overrides, **stage.overrides, fold_key: fold}
+        folder = stage_output_folder(recipe_dir, stage, overrides)
+        done = os.path.join(folder, stage.done_file)
+        if os.path.isfile(done):
+            logger.info(
+                "Fold %s: stage %s finished earlier (%s)", fold, stage.name, done
+            )
+            continue
+        logger.info("Fold %s: stage %s", fold, stage.name)
+        start = time.time()
+        run_step(recipe_dir, stage, overrides, extra_args)
+        _record_time(results_folder, fold, stage.name, time.time() - start)
+        if not os.path.isfile(done):
+            raise RuntimeError(
+                f"Stage {stage.name} of fold {fold} ended without writing {done}"
+            )
+    return folder
+
+
+def cross_validate_stages(
+    recipe_dir,
+    folds,
+    stages,
+    common_overrides,
+    results_folder,
+    fold_key="test_session",
+    aggregate_only=False,
+    extra_args=(),
+    post_run=None,
+):
+    """Runs (or resumes) every fold's stages, then aggregates the finished folds.
+
+    The last stage must write ``metrics.json`` (the fold's result).
+
+    Arguments
+    ---------
+    post_run : callable, optional
+        Called last as ``post_run(fold_folders, results_folder)`` with the last
+        stage's folder of every fold (e.g.
+        :func:`ser_lib.report.report_after_cross_validation`).
+
+    Returns
+    -------
+    dict
+        See :func:`ser_lib.fold_results.aggregate_folds`.
+    """
+    fold_metrics, final_folders = {}, {}
+    last = stages[-1]
+    for fold in folds:
+        overrides = {**common_overrides, **last.overrides, fold_key: fold}
+        final = stage_output_folder(recipe_dir, last, overrides)
+        final_folders[fold] = final
+        metrics_path = os.path.join(final, METRICS_FILE)
+        if not os.path.isfile(metrics_path) and not aggregate_only:
+            run_fold(
+                recipe_dir,
+                fold,
+                stages,
+                common_overrides,
+                results_folder,
+                fold_key=fold_key,
+                extra_args=extra_args,
+            )
+        elif os.path.isfile(metrics_path):
+            logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+        metrics = read_fold_metrics(final)
+        if metrics is not None:
+            fold_metrics[fold] = metrics
+        else:
+            logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
+    results = aggregate_folds(fold_metrics)
+    missing = [f for f in folds if f not in fold_metrics]
+    if missing:
+        results["missing_folds"] = missing
+    json_path, md_path = write_results(results, results_folder)
+    logger.info("Results: %s, %s", json_path, md_path)
+    if post_run is not None:
+        post_run(final_folders, results_folder)
+    return results
+
+
+def parse_stage_overrides(text, stages):
+    """``{stage name: {key: value}}`` from YAML text; unknown stage names are an error.
+
+    Example
+    -------
+    >>> parse_stage_overrides("{A: {lr: 0.1}}", [Stage("A", "a.yaml")])
+    {'A': {'lr': 0.1}}
+    """
+    loaded = yaml.safe_load(text) or {}
+    names = {stage.name for stage in stages}
+    unknown = set(loaded) - names
+    if unknown:
+        raise ValueError(
+            f"Unknown stages {sorted(unknown)}; stages are {sorted(names)}"
+        )
+    return loaded
+
+
+def multistage_main(
+    argv, recipe_dir, stages, default_folds, description=None, post_run=None
+):
+    """Main of a multi-stage recipe's ``cross_validate.py``; prints the table.
+
+    Options: ``--data_folder``, ``--output_folder`` (``output_root``), ``--folds``,
+    ``--overrides`` (YAML mapping for every stage), ``--stage_overrides`` (YAML
+    ``{stage name: mapping}``), ``--aggregate_only``, ``--results_folder``,
+    ``--device``, ``--no_report`` (skips ``post_run``, e.g. the report).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument(
+        "--output_folder", required=True, help="output_root of the runs"
+    )
+    parser.add_argument("--folds", type=int, nargs="+", default=list(default_folds))
+    parser.add_argument("--overrides", default="{}", help="YAML mapping, every stage")
+    parser.add_argument(
+        "--stage_overrides", default="{}", help="YAML {stage name: mapping}"
+    )
+    parser.add_argument("--aggregate_only", action="store_true")
+    parser.add_argument("--results_folder", help="default: the output folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no_report", action="store_true")
+    args = parser.parse_args(argv)
+    per_stage = parse_stage_overrides(args.stage_overrides, stages)
+    stages = [
+        Stage(
+            s.name,
+            s.hparams_file,
+            s.script,
+            s.done_file,
+            {**s.overrides, **per_stage.get(s.name, {})},
+        )
+        for s in stages
+    ]
+    output_folder = os.path.abspath(args.output_folder)
+    common = {
+        **(yaml.safe_load(args.overrides) or {}),
+        "data_folder": os.path.abspath(args.data_folder),
+        "output_root": output_folder,
+    }
+    results = cross_validate_stages(
+        recipe_dir,
+        args.folds,
+        stages,
+        common,
+        os.path.abspath(args.results_folder or output_folder),
+        aggregate_only=args.aggregate_only,
+        extra_args=[f"--device={args.device}"],
+        post_run=None if args.no_report else post_run,
+    )
+    print(results_table(results))
+    return results
