@@ -135,7 +135,6 @@ def test_single_stage_adapters_with_asr(fold1):
 
 def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):
     from ser_lib.inloop.encoder import TrainableHFEncoder
-
     from ser_lib.models.encoder_adapters import (
         AdaptedOutputLinear,
         AdapterInsertion,

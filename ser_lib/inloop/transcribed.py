@@ -7,7 +7,6 @@ transcripts (:func:`ser_lib.text.data.fold_char_encoder`).
 """
 
 from ser_lib.inloop.data import inloop_dataio
-
 from ser_lib.text.data import add_transcript_items, fold_char_encoder
 
 
