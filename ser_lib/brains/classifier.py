@@ -43,6 +43,7 @@ class UtteranceClassifierBrain(ProgressBrain):
         self.train_stats = None
         self.outputs = []
         self.train_class_counts = None
+        self.skipped_audio = {}
 
     def init_optimizers(self):
         """Optimises the trainable parameters only (a subclass may freeze some)."""
@@ -170,6 +171,7 @@ class UtteranceClassifierBrain(ProgressBrain):
             metrics["classes_absent_from_training"] = [
                 label for label, count in self.train_class_counts.items() if count == 0
             ]
+        metrics["unusable_audio_skipped"] = self.skipped_audio
         metrics_path = os.path.join(folder, "metrics.json")
         with open(metrics_path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2)
@@ -191,6 +193,7 @@ class UtteranceClassifierBrain(ProgressBrain):
         results so the model can be used for inference.
         """
         self.train_class_counts = datasets["train_class_counts"]
+        self.skipped_audio = datasets.get("skipped_audio", {})
         if if_main_process():
             self.hparams.label_encoder.save(
                 os.path.join(self.hparams.output_folder, "label_encoder.txt")
