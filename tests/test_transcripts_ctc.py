@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,12 @@ from ser_lib.text.transcripts import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+PREPARE_PATH = REPO / "recipes" / "IEMOCAP" / "iemocap_prepare.py"
+# The prepare script imports iemocap_annotations from its own folder.
+if str(PREPARE_PATH.parent) not in sys.path:
+    sys.path.insert(0, str(PREPARE_PATH.parent))
 _spec = importlib.util.spec_from_file_location(
-    "iemocap_prepare_for_transcripts",
-    REPO / "recipes" / "IEMOCAP" / "iemocap_prepare.py",
+    "iemocap_prepare_for_transcripts", PREPARE_PATH
 )
 iemocap_prepare = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(iemocap_prepare)
