@@ -159,6 +159,34 @@ def prepare_data(hparams, recipe_dir, device="cpu"):
     return unusable
 
 
+def record_run_options(hparams, run_opts):
+    """Puts the command line's SpeechBrain run options into ``hparams``.
+
+    SpeechBrain takes ``--precision``, ``--max_grad_norm``, ``--nonfinite_patience``
+    ... as run options, which win over the YAML's keys of the same name but never
+    reach the YAML overrides; without this the stage settings would record the
+    YAML's value instead of the one in force (and a resumed run would be refused).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hparams, changed in place: each run option given on the
+        command line that is also an hparams key gets the command line's value.
+    run_opts : speechbrain.core.RunOptions
+        From :func:`speechbrain.parse_arguments`.
+
+    Example
+    -------
+    >>> _, run_opts, _ = sb.parse_arguments(["x.yaml", "--precision=bf16"])
+    >>> hparams = {"precision": "fp32", "max_grad_norm": 5.0}
+    >>> record_run_options(hparams, run_opts)
+    >>> hparams
+    {'precision': 'bf16', 'max_grad_norm': 5.0}
+    """
+    for key in sorted(run_opts.overridden_args & set(hparams)):
+        hparams[key] = run_opts[key]
+
+
 def train_main(argv, recipe_dir):
     """Runs one stage of a recipe.
 
@@ -180,6 +208,7 @@ def train_main(argv, recipe_dir):
 
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    record_run_options(hparams, run_opts)
 
     # One run per stage folder: a second one stops at once, naming the holder's pid.
     with contextlib.ExitStack() as stack:
