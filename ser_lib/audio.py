@@ -15,7 +15,15 @@ import soundfile as sf
 import torch
 import torchaudio
 
-__all__ = ["AudioError", "AudioInfo", "audio_info", "check_audio_files", "read_audio"]
+__all__ = [
+    "AudioError",
+    "AudioInfo",
+    "EmptyAudioError",
+    "audio_info",
+    "bad_wavs_error",
+    "check_audio_files",
+    "read_audio",
+]
 
 # libsndfile's header log reports a WAV whose data chunk is cut short as
 # "data : <declared bytes> (should be <bytes present>)".
@@ -27,6 +35,10 @@ class AudioError(ValueError):
 
     The message always names the file.
     """
+
+
+class EmptyAudioError(AudioError):
+    """An audio file that holds no samples (some preparations drop these)."""
 
 
 @dataclass
@@ -72,8 +84,9 @@ def audio_info(path):
     Raises
     ------
     AudioError
-        If the file is missing or unreadable, holds no samples, or is a WAV whose
-        data chunk is shorter than its header declares (a truncated copy).
+        If the file is missing (or a broken symbolic link) or unreadable, holds no
+        samples, or is a WAV whose data chunk is shorter than its header declares
+        (a truncated copy).
 
     Example
     -------
@@ -88,6 +101,11 @@ def audio_info(path):
     ...
     ser_lib.audio.AudioError: Audio file .../a.wav is truncated: ...
     """
+    if os.path.islink(path) and not os.path.exists(path):
+        raise AudioError(
+            f"Audio file {path} is a broken symbolic link: it points to "
+            f"{os.readlink(path)}, which does not exist"
+        )
     if not os.path.isfile(path):
         raise AudioError(f"Audio file {path} does not exist")
     try:
@@ -102,13 +120,70 @@ def audio_info(path):
             f"{short.group(2)} (copy it again, or re-encode it)"
         )
     if info.frames <= 0:
-        raise AudioError(f"Audio file {path} holds no samples")
+        raise EmptyAudioError(f"Audio file {path} holds no samples")
     return AudioInfo(
         frames=int(info.frames),
         sample_rate=int(info.samplerate),
         channels=int(info.channels),
         subtype=str(info.subtype),
     )
+
+
+def bad_wavs_error(missing, problems, total, corpus, data_folder, max_listed=5):
+    """One error listing every bad wav of a preparation, missing and unusable alike.
+
+    Arguments
+    ---------
+    missing : list of str
+        Expected wavs that do not exist (broken links are ``problems``).
+    problems : list of str
+        One message per unusable wav (unreadable, truncated, broken link...).
+    total : int
+        How many wavs were checked.
+    corpus : str
+        Corpus name for the message (empty: none).
+    data_folder : str
+        The corpus folder.
+    max_listed : int
+        How many of each kind the message lists.
+
+    Returns
+    -------
+    FileNotFoundError or AudioError
+        ``FileNotFoundError`` when wavs are missing (the unusable ones listed after
+        them), otherwise ``AudioError``.
+
+    Example
+    -------
+    >>> print(bad_wavs_error(["/c/a.wav"], ["Cannot read audio file /c/b.wav: ..."],
+    ...                      3, "demo", "/c"))
+    demo: 1 labelled utterance(s) have no wav under /c; first expected paths:
+      /c/a.wav
+    and 1 other wav(s) cannot be used:
+      Cannot read audio file /c/b.wav: ...
+    """
+    prefix = f"{corpus}: " if corpus else ""
+
+    def listing(items):
+        more = len(items) - max_listed
+        return "\n  ".join(items[:max_listed]) + (
+            f"\n  ... and {more} more" if more > 0 else ""
+        )
+
+    if not missing:
+        return AudioError(
+            f"{prefix}{len(problems)} of {total} audio files cannot be used:\n  "
+            f"{listing(problems)}"
+        )
+    message = (
+        f"{prefix}{len(missing)} labelled utterance(s) have no wav under "
+        f"{data_folder}; first expected paths:\n  {listing(missing)}"
+    )
+    if problems:
+        message += (
+            f"\nand {len(problems)} other wav(s) cannot be used:\n  {listing(problems)}"
+        )
+    return FileNotFoundError(message)
 
 
 def check_audio_files(paths, max_listed=10):

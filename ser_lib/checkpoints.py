@@ -18,6 +18,8 @@ from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, is_local_rank_zero
 from speechbrain.utils.logger import get_logger
 
+from ser_lib.disk_space import DiskFullError, reporting_disk_full
+
 __all__ = ["AtomicCheckpointer", "STAGING_PREFIX"]
 
 logger = get_logger(__name__)
@@ -74,16 +76,28 @@ class AtomicCheckpointer(Checkpointer):
         -------
         Checkpoint or None
             The checkpoint at its final path (None on non-main processes).
+
+        Raises
+        ------
+        ser_lib.disk_space.DiskFullError
+            ``no space left on device while writing a checkpoint in <folder>``,
+            after removing the half-written checkpoint (the last complete one is
+            kept for the re-run).
         """
         if is_local_rank_zero():
             self._remove_stale_staging()
         ddp_barrier()
-        staged = super().save_checkpoint(
-            meta={} if meta is None else meta,
-            end_of_epoch=end_of_epoch,
-            name=name,
-            verbosity=logging.DEBUG,
-        )
+        try:
+            with reporting_disk_full(f"a checkpoint in {self.checkpoints_dir}"):
+                staged = super().save_checkpoint(
+                    meta={} if meta is None else meta,
+                    end_of_epoch=end_of_epoch,
+                    name=name,
+                    verbosity=logging.DEBUG,
+                )
+        except DiskFullError:
+            self._remove_stale_staging()  # frees the half-written checkpoint
+            raise
         ddp_barrier()  # every process has written its files
         final = None
         if staged is not None:

@@ -111,7 +111,13 @@ def check_shared_classes(model_classes, rows, csv_path):
 
 
 def evaluate_run(
-    run_folder, test_csv, feature_folder, output_folder, recipe_dir, device="cpu"
+    run_folder,
+    test_csv,
+    feature_folder,
+    output_folder,
+    recipe_dir,
+    device="cpu",
+    skip_ids=(),
 ):
     """Evaluates a finished stage-2 run on any manifest whose features are cached.
 
@@ -136,6 +142,8 @@ def evaluate_run(
         relative paths).
     device : str
         E.g. ``"cpu"``, ``"cuda:0"``.
+    skip_ids : collection of str
+        Utterances of ``test_csv`` left out (too short or silent).
 
     Returns
     -------
@@ -172,7 +180,7 @@ def evaluate_run(
         label_encoder = build_label_encoder(hparams["classes"])
         check_shared_classes(hparams["classes"], read_manifest(test_csv), test_csv)
         test_set = feature_dataset(
-            test_csv, FeatureCache(feature_folder), label_encoder
+            test_csv, FeatureCache(feature_folder), label_encoder, exclude_ids=skip_ids
         )
         os.makedirs(output_folder, exist_ok=True)
         hparams["label_encoder"] = label_encoder
@@ -365,7 +373,7 @@ def cross_corpus(
     logger.info(
         "Cross-corpus: preparing %s with the encoder of %s", test_name, train_name
     )
-    prepare_data(test_hparams, test_recipe, device=device)
+    unusable_audio = prepare_data(test_hparams, test_recipe, device=device)
     check_same_encoder(train_hparams["feature_folder"], test_hparams["feature_folder"])
     test_csv = os.path.join(test_hparams["prep_folder"], test_manifest)
     if not os.path.isfile(test_csv):
@@ -382,6 +390,7 @@ def cross_corpus(
         os.path.join(output_folder, "test"),
         train_recipe,
         device=device,
+        skip_ids=unusable_audio,
     )
     results = aggregate_folds({1: metrics})
     results.update(

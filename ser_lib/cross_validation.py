@@ -18,6 +18,7 @@ knows nothing of the report: what runs after the folds (the recipes'
 
 import argparse
 import contextlib
+import logging
 import os
 import shlex
 import subprocess
@@ -45,6 +46,11 @@ from ser_lib.run_info import (
 from ser_lib.stage_identity import StageSettingsError, check_stage
 
 logger = get_logger(__name__)
+
+LOG_FILE = "cv_log.txt"
+"""The driver's own log (skipped folds, commands, results), in the output folder."""
+
+LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
 def overrides_to_args(overrides):
@@ -438,6 +444,84 @@ def parse_cv_args(argv, default_folds, description):
     return parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def driver_logging(log_file):
+    """Shows the driver's INFO messages on the console and appends them to ``log_file``.
+
+    The ``train.py`` subprocesses log on their own; without this the driver's lines
+    ("Fold 1: stage 1 skipped ...", "Running: ...", "Results: ...") went nowhere.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "cv_log.txt"
+    >>> with driver_logging(path):
+    ...     logger.info("Fold 1: finished earlier")
+    >>> "Fold 1: finished earlier" in path.read_text()
+    True
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+    package = logging.getLogger(__name__.split(".")[0])
+    handlers = [logging.StreamHandler(), logging.FileHandler(log_file)]
+    previous_level = package.level
+    package.setLevel(logging.INFO)
+    for handler in handlers:
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        package.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            package.removeHandler(handler)
+            handler.close()
+        package.setLevel(previous_level)
+
+
+def merge_overrides(sections, common, adapter, finetune):
+    """Merges the config file's sections with the command line's overrides.
+
+    Precedence, lowest first: the config's ``common`` section, its per-stage
+    section, ``--overrides`` (both stages), ``--adapter_overrides`` /
+    ``--finetune_overrides``: a value given on the command line always beats the
+    config file, also when the file sets it in a per-stage section.
+
+    Arguments
+    ---------
+    sections : dict
+        ``common``, ``adapter``, ``finetune`` mappings (:func:`read_cv_config`).
+    common, adapter, finetune : dict
+        The command line's ``--overrides``, ``--adapter_overrides``,
+        ``--finetune_overrides``.
+
+    Returns
+    -------
+    tuple of dict
+        (common, adapter, finetune) overrides for :func:`cross_validate`, whose
+        stage overrides are applied over the common ones.
+
+    Example
+    -------
+    >>> sections = {"common": {"lr": 0.1}, "adapter": {"number_of_epochs": 8},
+    ...             "finetune": {"number_of_epochs": 12}}
+    >>> merge_overrides(sections, {"number_of_epochs": 2}, {}, {"lr": 0.5})
+    ({'lr': 0.1, 'number_of_epochs': 2}, {}, {'lr': 0.5})
+    """
+    merged_common = {**sections["common"], **common}
+    merged = []
+    for stage, given in (("adapter", adapter), ("finetune", finetune)):
+        from_file = dict(sections[stage])
+        for key in set(from_file) & set(common):
+            logger.info(
+                "--overrides %s: %r replaces the config's %s value %r",
+                key,
+                common[key],
+                stage,
+                from_file.pop(key),
+            )
+        merged.append({**from_file, **given})
+    return (merged_common, *merged)
+
+
 def read_cv_config(path):
     """Reads a config file of ``common``/``adapter``/``finetune`` override sections."""
     sections = {"common": {}, "adapter": {}, "finetune": {}}
@@ -474,34 +558,32 @@ def cross_validate_main(
     passed to :func:`cross_validate` unless ``--no_report`` is given.
     """
     args = parse_cv_args(argv, default_folds, description)
-    sections = read_cv_config(args.config)
     output_folder = os.path.abspath(args.output_folder)
-    common = {
-        **sections["common"],
-        **yaml.safe_load(args.overrides),
-        "data_folder": os.path.abspath(args.data_folder),
-        "output_root": output_folder,
-    }
-    results = cross_validate(
-        recipe_dir=recipe_dir,
-        folds=args.folds,
-        adapter_hparams=args.adapter_hparams,
-        finetune_hparams=args.finetune_hparams,
-        common_overrides=common,
-        results_folder=os.path.abspath(args.results_folder or output_folder),
-        adapter_overrides={
-            **sections["adapter"],
-            **yaml.safe_load(args.adapter_overrides),
-        },
-        finetune_overrides={
-            **sections["finetune"],
-            **yaml.safe_load(args.finetune_overrides),
-        },
-        skip_adapter=args.skip_adapter,
-        aggregate_only=args.aggregate_only,
-        extra_args=[f"--device={args.device}"],
-        post_run=None if args.no_report else post_run,
-        command=None if args.aggregate_only else cv_command(recipe_dir, argv),
-    )
+    results_folder = os.path.abspath(args.results_folder or output_folder)
+    with driver_logging(os.path.join(results_folder, LOG_FILE)):
+        common, adapter, finetune = merge_overrides(
+            read_cv_config(args.config),
+            yaml.safe_load(args.overrides) or {},
+            yaml.safe_load(args.adapter_overrides) or {},
+            yaml.safe_load(args.finetune_overrides) or {},
+        )
+        common.update(
+            data_folder=os.path.abspath(args.data_folder), output_root=output_folder
+        )
+        results = cross_validate(
+            recipe_dir=recipe_dir,
+            folds=args.folds,
+            adapter_hparams=args.adapter_hparams,
+            finetune_hparams=args.finetune_hparams,
+            common_overrides=common,
+            results_folder=results_folder,
+            adapter_overrides=adapter,
+            finetune_overrides=finetune,
+            skip_adapter=args.skip_adapter,
+            aggregate_only=args.aggregate_only,
+            extra_args=[f"--device={args.device}"],
+            post_run=None if args.no_report else post_run,
+            command=None if args.aggregate_only else cv_command(recipe_dir, argv),
+        )
     print(results_table(results))
     return results

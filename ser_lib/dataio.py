@@ -88,6 +88,7 @@ def feature_dataset(
     oversample_ratio=0.0,
     seed=0,
     labelled=True,
+    exclude_ids=(),
 ):
     """A ``DynamicItemDataset`` of cached features for one manifest.
 
@@ -112,6 +113,8 @@ def feature_dataset(
     labelled : bool
         False for stage 1's sets, which may hold utterances of any label (or
         none): the labels are neither checked nor served.
+    exclude_ids : collection of str
+        Utterances left out (too short or silent: :mod:`ser_lib.audio_levels`).
 
     Returns
     -------
@@ -119,6 +122,8 @@ def feature_dataset(
         Output keys ``id``, ``feats``, ``emo_encoded`` (labelled only), ``augment``.
     """
     rows = read_manifest(csv_path, required_columns=DATASET_COLUMNS)
+    exclude_ids = set(exclude_ids)
+    rows = [row for row in rows if row["ID"] not in exclude_ids]
     if labelled:
         check_labels(rows, label_encoder.lab2ind.keys(), csv_path)
     elif oversample_ratio > 0:
@@ -212,7 +217,7 @@ def class_counts(rows, classes):
     return counts
 
 
-def check_training_classes(train_csv, classes):
+def check_training_classes(train_csv, classes, exclude_ids=()):
     """Counts the training rows per class and warns about classes without any.
 
     A class absent from the training data cannot be learned: training goes on
@@ -227,6 +232,8 @@ def check_training_classes(train_csv, classes):
         The training manifest.
     classes : list of str
         The class set.
+    exclude_ids : collection of str
+        Utterances left out of training.
 
     Returns
     -------
@@ -243,8 +250,10 @@ def check_training_classes(train_csv, classes):
     >>> check_training_classes(path, ["neu", "sad"])
     ({'neu': 2, 'sad': 0}, ['sad'])
     """
+    rows = read_manifest(train_csv, required_columns=DATASET_COLUMNS)
+    exclude_ids = set(exclude_ids)
     counts = class_counts(
-        read_manifest(train_csv, required_columns=DATASET_COLUMNS), classes
+        [row for row in rows if row["ID"] not in exclude_ids], classes
     )
     absent = [label for label in classes if counts[label] == 0]
     if absent:
@@ -259,7 +268,7 @@ def check_training_classes(train_csv, classes):
     return counts, absent
 
 
-def dataio_prep(hparams):
+def dataio_prep(hparams, skipped_audio=None):
     """Builds the fold's datasets from the hparams of either stage.
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
@@ -267,7 +276,9 @@ def dataio_prep(hparams):
     ``oversample_ratio`` (0 = off), ``train_labelled`` (False for stage 1, whose
     training set may hold utterances of any label), ``train_sampler`` (a builder called with the
     training lengths, e.g. ``!name:ser_lib.sampling.PoolSortedBatchSampler``; None
-    for random batches of ``train_dataloader_opts``) and ``seed``.
+    for random batches of ``train_dataloader_opts``) and ``seed``. ``skipped_audio``
+    ({ID: reason}, from :func:`ser_lib.recipe.prepare_data`) lists utterances too
+    short or silent to use: they are left out of every split.
 
     Returns
     -------
@@ -275,7 +286,8 @@ def dataio_prep(hparams):
         ``train``, ``valid`` (None when the valid CSV is empty: model selection is the
         last epoch), ``test``, ``label_encoder``, ``train_class_counts`` (class ->
         training utterances), ``absent_train_classes`` (classes without any, see
-        :func:`check_training_classes`) and ``train_batch_sampler`` (see
+        :func:`check_training_classes`), ``skipped_audio`` (the utterances of the
+        fold's manifests left out, ID -> reason) and ``train_batch_sampler`` (see
         :func:`train_batch_sampler`; None for random batches).
 
     Raises
@@ -292,10 +304,15 @@ def dataio_prep(hparams):
             f"output size (the cache was built by {cache.fingerprint})"
         )
     label_encoder = build_label_encoder(hparams["classes"])
-    datasets = {"label_encoder": label_encoder}
+    skipped_audio = skipped_audio or {}
+    datasets = {"label_encoder": label_encoder, "skipped_audio": {}}
     for split in ("train", "valid", "test"):
         training = split == "train"
-        if not read_manifest(hparams[f"{split}_csv"], DATASET_COLUMNS):
+        rows = read_manifest(hparams[f"{split}_csv"], DATASET_COLUMNS)
+        for row in rows:
+            if row["ID"] in skipped_audio:
+                datasets["skipped_audio"][row["ID"]] = skipped_audio[row["ID"]]
+        if not [row for row in rows if row["ID"] not in skipped_audio]:
             datasets[split] = None
             continue
         datasets[split] = feature_dataset(
@@ -307,13 +324,14 @@ def dataio_prep(hparams):
             oversample_ratio=hparams["oversample_ratio"] if training else 0.0,
             seed=hparams["seed"],
             labelled=hparams["train_labelled"] or not training,
+            exclude_ids=skipped_audio,
         )
     if datasets["train"] is None:
         raise ValueError(f"The training manifest {hparams['train_csv']} is empty")
     counts, absent = {}, []
     if hparams["train_labelled"]:
         counts, absent = check_training_classes(
-            hparams["train_csv"], hparams["classes"]
+            hparams["train_csv"], hparams["classes"], exclude_ids=skipped_audio
         )
     datasets["train_class_counts"] = counts
     datasets["absent_train_classes"] = absent

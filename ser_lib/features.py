@@ -33,7 +33,9 @@ from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
 from ser_lib.audio import AudioError, check_audio_files, read_audio
+from ser_lib.disk_space import reporting_disk_full
 from ser_lib.encoders import absolute_lengths, load_encoder
+from ser_lib.locking import FolderLock
 
 __all__ = [
     "CacheMismatchError",
@@ -205,9 +207,10 @@ def _atomic_write(path, write, binary=True):
     )
     try:
         text = {"newline": "", "encoding": "utf-8"}
-        with open(tmp_path, "xb") if binary else open(tmp_path, "x", **text) as f:
-            write(f)
-        os.replace(tmp_path, path)
+        with reporting_disk_full(path):
+            with open(tmp_path, "xb") if binary else open(tmp_path, "x", **text) as f:
+                write(f)
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -348,6 +351,7 @@ def run_feature_extraction(
     overwrite=False,
     num_workers=0,
     progress=True,
+    skip_ids=(),
 ):
     """Encodes every utterance of ``csv_files`` not yet in ``cache_dir``.
 
@@ -379,6 +383,9 @@ def run_feature_extraction(
         DataLoader workers reading audio.
     progress : bool
         Show a tqdm progress bar.
+    skip_ids : collection of str
+        Utterances not to encode (too short or silent, see
+        :mod:`ser_lib.audio_levels`).
 
     Returns
     -------
@@ -417,8 +424,36 @@ def run_feature_extraction(
     if isinstance(csv_files, (str, os.PathLike)):
         csv_files = [csv_files]
     utterances = _read_manifests(csv_files, data_root)
+    skip_ids = set(skip_ids)
+    utterances = {k: v for k, v in utterances.items() if k not in skip_ids}
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One writer at a time; other runs (e.g. folds run as separate jobs) wait.
+    with FolderLock(cache_dir, "extracting features", wait=True):
+        return _fill_cache(
+            encoder,
+            utterances,
+            cache_dir,
+            batch_seconds,
+            device,
+            overwrite,
+            num_workers,
+            progress,
+            start,
+        )
+
+
+def _fill_cache(
+    encoder,
+    utterances,
+    cache_dir,
+    batch_seconds,
+    device,
+    overwrite,
+    num_workers,
+    progress,
+    start,
+):
+    """The body of :func:`run_feature_extraction`, run under the cache's lock."""
     _prepare_cache_dir(cache_dir, encoder.fingerprint(), overwrite)
     feats_dir = cache_dir / FEATS_DIR
     todo = {
@@ -565,6 +600,7 @@ def prepare_features(
     overwrite=False,
     num_workers=0,
     progress=True,
+    skip_ids=(),
 ):
     """Builds the encoder of an encoder hparams file and fills the cache with it.
 
@@ -594,6 +630,8 @@ def prepare_features(
         DataLoader workers reading audio.
     progress : bool
         Show a tqdm progress bar.
+    skip_ids : collection of str
+        Utterances not to encode.
 
     Returns
     -------
@@ -616,7 +654,7 @@ def prepare_features(
     (80, 50)
     """
     encoder = load_encoder(encoder_hparams, encoder_overrides)
-    return extract_features(
+    run_feature_extraction(
         encoder,
         csv_files,
         cache_dir,
@@ -626,4 +664,6 @@ def prepare_features(
         overwrite=overwrite,
         num_workers=num_workers,
         progress=progress,
+        skip_ids=skip_ids,
     )
+    return FeatureCache(cache_dir)

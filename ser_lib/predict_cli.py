@@ -6,12 +6,16 @@
 
 ``MODEL`` is a trained stage-2 folder (``<output_root>/<experiment>/fold<k>/finetune``)
 or a folder written by ``tools/export_model.py``. Folders among the inputs are searched
-recursively for audio files (``--extensions``; hidden files such as AppleDouble
-``._*`` are skipped). Files at any sample rate and channel count are accepted.
+recursively for audio files (``--extensions``, by default every format the reader
+decodes: wav, flac, ogg, mp3, ...; hidden files such as AppleDouble ``._*`` are
+skipped, and the other files left out are named on stderr). Files at any sample rate
+and channel count are accepted.
 
 The terminal shows one row per file (label, its probability, every class probability)
 and a progress bar while several files are classified. A file that cannot be used
-(unreadable, empty, too short, missing) gets an error row and the others go on.
+(unreadable, empty, missing, or too short or silent to carry emotion: below
+``--min_duration`` or ``--min_rms_dbfs``, the recipes' thresholds by default) gets an
+error row and the others go on.
 
 Exit status: 0 when at least one file was classified, 1 when every file failed (or no
 audio file was found), 2 for a model that cannot be loaded or bad arguments.
@@ -24,9 +28,11 @@ import os
 import sys
 from pathlib import Path
 
+import soundfile as sf
 import yaml
 from tqdm import tqdm
 
+from ser_lib.audio_levels import AudioScreen, measure_audio
 from ser_lib.inference import EmotionRecognizer, ModelFolderError
 
 __all__ = [
@@ -38,7 +44,28 @@ __all__ = [
     "write_csv",
 ]
 
-DEFAULT_EXTENSIONS = ("wav", "flac", "ogg")
+# File extensions of the formats libsndfile (the reader, ser_lib.audio) decodes.
+_FORMAT_EXTENSIONS = {
+    "WAV": ("wav",),
+    "FLAC": ("flac",),
+    "OGG": ("ogg", "oga", "opus"),
+    "MP3": ("mp3",),
+    "AIFF": ("aiff", "aif"),
+    "AU": ("au", "snd"),
+    "CAF": ("caf",),
+    "W64": ("w64",),
+    "RF64": ("rf64",),
+}
+DEFAULT_EXTENSIONS = tuple(
+    ext
+    for name, extensions in _FORMAT_EXTENSIONS.items()
+    if name in sf.available_formats()
+    for ext in extensions
+)
+DEFAULT_MIN_DURATION = 0.08
+"""Shorter inputs are refused, s (the recipes' ``min_duration``)."""
+DEFAULT_MIN_RMS_DBFS = -60.0
+"""Quieter inputs are refused as silent, dBFS (the recipes' ``min_rms_dbfs``)."""
 
 
 def build_parser():
@@ -52,8 +79,10 @@ def build_parser():
     Example
     -------
     >>> args = build_parser().parse_args(["model", "a.wav", "dir", "--csv", "o.csv"])
-    >>> args.model, args.inputs, args.csv, args.device, args.extensions
+    >>> args.model, args.inputs, args.csv, args.device, args.extensions[:3]
     ('model', ['a.wav', 'dir'], 'o.csv', 'cpu', ['wav', 'flac', 'ogg'])
+    >>> "mp3" in args.extensions, args.min_duration, args.min_rms_dbfs
+    (True, 0.08, -60.0)
     """
     parser = argparse.ArgumentParser(
         prog="ser-predict",
@@ -88,6 +117,18 @@ def build_parser():
         "encoder_hparams path is relative to), if not found automatically",
     )
     parser.add_argument(
+        "--min_duration",
+        type=float,
+        default=DEFAULT_MIN_DURATION,
+        help="refuse shorter inputs, s",
+    )
+    parser.add_argument(
+        "--min_rms_dbfs",
+        type=float,
+        default=DEFAULT_MIN_RMS_DBFS,
+        help="refuse quieter inputs as silent, dBFS",
+    )
+    parser.add_argument(
         "--no_progress", action="store_true", help="hide the progress bar"
     )
     return parser
@@ -113,6 +154,8 @@ def collect_audio_files(inputs, extensions=DEFAULT_EXTENSIONS):
         The files, in order.
     empty_folders : list of str
         Folders without any matching file.
+    skipped : list of str
+        Files in the folders left out for their extension (hidden files aside).
 
     Example
     -------
@@ -122,12 +165,14 @@ def collect_audio_files(inputs, extensions=DEFAULT_EXTENSIONS):
     ...     _ = (root / name).write_bytes(b"")
     >>> (root / "empty").mkdir()
     >>> inputs = [str(root / "d"), str(root / "empty"), str(root / "gone.wav")]
-    >>> files, empty = collect_audio_files(inputs)
+    >>> files, empty, skipped = collect_audio_files(inputs, ["wav", "flac"])
     >>> [os.path.relpath(f, root) for f in files], [os.path.basename(e) for e in empty]
     (['d/b.wav', 'd/sub/a.FLAC', 'gone.wav'], ['empty'])
+    >>> [os.path.relpath(f, root) for f in skipped]
+    ['d/notes.txt']
     """
     suffixes = {f".{ext.lower().lstrip('.')}" for ext in extensions}
-    files, empty_folders = [], []
+    files, empty_folders, skipped = [], [], []
     for item in inputs:
         if not os.path.isdir(item):
             files.append(item)
@@ -135,18 +180,16 @@ def collect_audio_files(inputs, extensions=DEFAULT_EXTENSIONS):
         found = []
         for folder, subfolders, names in os.walk(item):
             subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-            found += [
-                os.path.join(folder, name)
-                for name in sorted(names)
-                if not name.startswith(".") and Path(name).suffix.lower() in suffixes
-            ]
+            for name in sorted(n for n in names if not n.startswith(".")):
+                matched = Path(name).suffix.lower() in suffixes
+                (found if matched else skipped).append(os.path.join(folder, name))
         if not found:
             empty_folders.append(item)
         files += found
-    return files, empty_folders
+    return files, empty_folders, skipped
 
 
-def predict(recognizer, files, progress=True):
+def predict(recognizer, files, progress=True, screen=None):
     """Classifies every file; a failing file gets an error record, the others go on.
 
     Arguments
@@ -157,6 +200,8 @@ def predict(recognizer, files, progress=True):
         Audio files.
     progress : bool
         Show a progress bar (when there are several files).
+    screen : ser_lib.audio_levels.AudioScreen or None
+        Refuses files too short or silent to carry emotion (error record).
 
     Returns
     -------
@@ -200,6 +245,11 @@ def predict(recognizer, files, progress=True):
             records.append(record)
             continue
         try:
+            unusable = None if screen is None else screen.reason(measure_audio(path))
+            if unusable is not None:
+                record["error"] = f"{unusable}: not classified"
+                records.append(record)
+                continue
             prediction = recognizer.classify_file(path)
         except ValueError as err:  # AudioError: unreadable, empty, too short
             record["error"] = str(err)
@@ -333,13 +383,21 @@ def main(argv=None):
     except (ModelFolderError, FileNotFoundError) as err:
         print(f"ser-predict: error: {err}", file=sys.stderr)
         return 2
-    files, empty_folders = collect_audio_files(args.inputs, args.extensions)
+    files, empty_folders, skipped = collect_audio_files(args.inputs, args.extensions)
     for folder in empty_folders:
         print(
             f"ser-predict: no {'/'.join(args.extensions)} file in {folder}",
             file=sys.stderr,
         )
-    records = predict(recognizer, files, progress=not args.no_progress)
+    if skipped:
+        print(
+            f"ser-predict: skipped {len(skipped)} file(s) that are not "
+            f"{'/'.join(args.extensions)}: {', '.join(skipped[:5])}"
+            + (" ..." if len(skipped) > 5 else ""),
+            file=sys.stderr,
+        )
+    screen = AudioScreen(args.min_duration, args.min_rms_dbfs, policy="error")
+    records = predict(recognizer, files, progress=not args.no_progress, screen=screen)
     classes = recognizer.classes
     if records:
         print(format_table(records, classes))

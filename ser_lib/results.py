@@ -73,8 +73,10 @@ def load_row_spec(path):
     -------
     dict
         ``title``, ``rows_folder``, ``json``, ``markdown``, ``readme`` (absolute),
-        ``headline`` (row names) and ``rows`` (name -> ``description``,
-        ``results_folder``).
+        ``headline`` (row names), ``rows`` (name -> ``description``,
+        ``results_folder`` and an optional ``note``: markdown shown in the row's
+        section, e.g. why it is pending) and an optional ``notes`` (markdown shown
+        above the table: the protocol, the conclusions).
 
     Raises
     ------
@@ -270,16 +272,21 @@ def build_table(spec):
     Returns
     -------
     dict
-        ``{"title", "rows": {name: {"description", "status", ...}}}``.
+        ``{"title", "rows": {name: {"description", "status", ...}}}``, with the
+        spec's ``notes`` and each row's ``note`` when given.
     """
     rows = {}
     for name, row in spec["rows"].items():
         figures = row_figures(os.path.join(spec["rows_folder"], name))
         rows[name] = {
             "description": row["description"],
+            **({"note": row["note"]} if row.get("note") else {}),
             **(figures or {"status": "pending"}),
         }
-    return {"title": spec["title"], "rows": rows}
+    table = {"title": spec["title"], "rows": rows}
+    if spec.get("notes"):
+        table["notes"] = spec["notes"]
+    return table
 
 
 def _mean_std(entry):
@@ -327,6 +334,8 @@ def summary_table(table, names):
 def row_section(name, row):
     """Markdown section of one row: command, schedule, per-fold table, recall."""
     lines = [f"### `{name}`", "", row["description"], ""]
+    if row.get("note"):
+        lines += [row["note"].strip(), ""]
     if row["status"] != "done":
         return "\n".join([*lines, "Pending: not run yet.", ""])
     git = row["git"] or {}
@@ -388,6 +397,7 @@ def results_markdown(table, spec_path):
         "folds, and pooled over every test utterance of the folds. Pending rows have "
         "not been run yet.",
         "",
+        *([table["notes"].strip(), ""] if table.get("notes") else []),
         summary_table(table, names),
         "",
         "## Rows",

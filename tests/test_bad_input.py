@@ -115,6 +115,50 @@ def test_preparation_lists_missing_wavs(tmp_path):
     assert gone in str(error.value)
 
 
+def test_missing_corrupt_and_broken_link_wavs_are_reported_in_one_pass(tmp_path):
+    corpus = make_iemocap_fixture(tmp_path / "corpus", utterances_per_dialog=4)
+    gone, corrupt, link = kept_wavs(corpus)[:3]
+    os.remove(gone)
+    with open(corrupt, "wb") as f:
+        f.write(b"not audio at all" * 20)
+    os.remove(link)
+    os.symlink(tmp_path / "moved" / "away.wav", link)
+    with pytest.raises(FileNotFoundError, match="^1 labelled") as error:
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "prep"))
+    message = str(error.value)
+    assert f"have no wav under {corpus['data_folder']}" in message
+    assert gone in message
+    assert "and 2 other wav(s) cannot be used:" in message
+    assert f"Cannot read audio file {corrupt}" in message
+    assert (
+        f"Audio file {link} is a broken symbolic link: it points to "
+        f"{tmp_path / 'moved' / 'away.wav'}, which does not exist" in message
+    )
+    # Without the missing one: an AudioError listing the other two.
+    write_wav(gone, 16000, 0.2)
+    with pytest.raises(AudioError, match=r"^2 of \d+ audio files cannot be used"):
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "prep"))
+
+
+def test_shared_preparation_reports_missing_and_corrupt_wavs_together(tmp_path):
+    from ser_lib.data.preparation import manifest_rows
+
+    write_wav(tmp_path / "ok.wav", 16000, 0.2)
+    (tmp_path / "corrupt.wav").write_bytes(b"not audio at all" * 20)
+    os.symlink(tmp_path / "nowhere.wav", tmp_path / "link.wav")
+    utterances = [
+        {"ID": name, "wav": f"{name}.wav", "emo": "neu"}
+        for name in ("ok", "corrupt", "gone", "link")
+    ]
+    with pytest.raises(FileNotFoundError) as error:
+        manifest_rows(utterances, str(tmp_path), "demo")
+    message = str(error.value)
+    assert message.startswith("demo: 1 labelled utterance(s) have no wav under")
+    assert str(tmp_path / "gone.wav") in message
+    assert f"Cannot read audio file {tmp_path / 'corrupt.wav'}" in message
+    assert f"Audio file {tmp_path / 'link.wav'} is a broken symbolic link" in message
+
+
 def test_extraction_lists_every_unusable_wav_before_encoding(tmp_path):
     write_wav(tmp_path / "ok.wav", 16000, 0.5)
     (tmp_path / "corrupt.wav").write_bytes(b"not audio at all" * 20)
@@ -375,3 +419,20 @@ def test_fold_whose_training_lacks_a_class_warns_and_reports_it(fold, tmp_path, 
     expected = ser_scores(targets.numpy(), probs.argmax(dim=1).numpy())
     assert metrics["UA"] == pytest.approx(100 * expected["UA"])
     assert metrics["UA"] == pytest.approx(100 * (1 + 1 + 0) / 3)
+
+
+# ------------------------------------------------------------- file modes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_manifests_and_prep_options_respect_the_umask(tmp_path, umask):
+    corpus = make_iemocap_fixture(tmp_path / "corpus", utterances_per_dialog=4)
+    previous = os.umask(umask)
+    try:
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "prep"))
+    finally:
+        os.umask(previous)
+    written = [tmp_path / "prep" / "all.csv", tmp_path / "prep" / "prep_options.json"]
+    written += sorted((tmp_path / "prep").glob("fold*/*.csv"))
+    for path in written:
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask, path

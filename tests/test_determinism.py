@@ -2,12 +2,15 @@
 
 Two separate processes (with different hash seeds) each run stage 1 and stage 2 of
 fold 1 into their own output folder; the exported adapter, the training logs, the
-predictions and the metrics must be identical. ``max_frames`` is set below the
+predictions and the metrics must be identical. A third run starts from the manifests
+and the feature cache of the first (as after ``tools/extract_features.py``, or a
+fold re-run after deleting its outputs) and must give the same files too. ``max_frames`` is set below the
 length of the longest utterances, so the runs also exercise the random crop of long
 utterances in training and the interpolated position table at evaluation.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -46,8 +49,11 @@ def two_runs(tmp_path_factory):
         "max_frames": MAX_FRAMES,
     }
     folds = []
-    for hash_seed in ("1", "2"):
+    for hash_seed in ("1", "2", "3"):
         out = tmp_path_factory.mktemp(f"run{hash_seed}")
+        if hash_seed == "3":  # the manifests and the cache exist before stage 1
+            for name in ("prepared_all", "features_fbank"):
+                shutil.copytree(folds[0]["out"] / name, out / name)
         args = [f"--{k}={v}" for k, v in {**common, "output_root": out}.items()]
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         result = subprocess.run(
@@ -77,8 +83,22 @@ def test_long_utterances_are_present(two_runs):
     ],
 )
 def test_same_seed_same_files(two_runs, relative):
-    first, second = (run["fold"] / relative for run in two_runs)
+    first, second = (run["fold"] / relative for run in two_runs[:2])
     assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "adapter/train_log.jsonl",
+        "finetune/train_log.jsonl",
+        "finetune/predictions.csv",
+        "finetune/metrics.json",
+    ],
+)
+def test_same_seed_same_files_with_a_prebuilt_cache(two_runs, relative):
+    fresh, cached = two_runs[0]["fold"] / relative, two_runs[2]["fold"] / relative
+    assert fresh.read_bytes() == cached.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -89,4 +109,5 @@ def test_same_seed_same_adapter(two_runs, name):
         state_digest(torch.load(run["fold"] / "adapter" / "model" / name))
         for run in two_runs
     ]
+    assert digests[0] == digests[2]
     assert digests[0] == digests[1]

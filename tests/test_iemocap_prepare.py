@@ -25,6 +25,10 @@ from ser_lib.data.manifest import (
 
 REPO = Path(__file__).resolve().parents[1]
 PREPARE_PATH = REPO / "recipes" / "IEMOCAP" / "iemocap_prepare.py"
+# The prepare script imports iemocap_annotations from its own folder, as it does
+# when run as a script or named in the recipe YAML.
+if str(PREPARE_PATH.parent) not in sys.path:
+    sys.path.insert(0, str(PREPARE_PATH.parent))
 _spec = importlib.util.spec_from_file_location(
     "iemocap_prepare_under_test", PREPARE_PATH
 )
@@ -345,6 +349,63 @@ def test_malformed_annotation_line_names_file_and_line(corpus, tmp_path):
     Path(path).write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 3")):
         prepare_iemocap(corpus["data_folder"], str(tmp_path / "save"))
+
+
+def _lose_bracket(corpus, session):
+    """Removes the leading '[' of the first utterance line of an annotation file."""
+    path = _annotation(corpus, session=session)
+    lines = Path(path).read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if line.startswith("["))
+    lines[number] = lines[number][1:]
+    Path(path).write_text("\n".join(lines) + "\n")
+    utt_id = lines[number].split("\t")[1]
+    return path, number + 1, utt_id
+
+
+def test_lines_that_lost_their_bracket_are_all_reported(corpus, tmp_path):
+    first = _lose_bracket(corpus, session=2)
+    second = _lose_bracket(corpus, session=3)
+    with pytest.raises(ValueError) as error:
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "save"))
+    message = str(error.value)
+    assert message.startswith(
+        "IEMOCAP: 2 utterance line(s) in the annotation files do not parse"
+    )
+    for path, number, utt_id in (first, second):
+        assert f"{path}, line {number}: malformed utterance line" in message
+        assert utt_id in message
+    assert "set annotation_errors: warn" in message
+    assert not (tmp_path / "save" / "prep_options.json").exists()
+
+
+def test_annotation_errors_warn_drops_the_lines_loudly(corpus, tmp_path, caplog):
+    path, number, utt_id = _lose_bracket(corpus, session=2)
+    with caplog.at_level(logging.WARNING):
+        prepare_iemocap(
+            corpus["data_folder"], str(tmp_path / "save"), annotation_errors="warn"
+        )
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"{path}, line {number}" in r.getMessage() for r in warnings)
+    assert "1 utterance line(s) in the annotation files do not parse" in caplog.text
+    ids = read_manifest(str(tmp_path / "save" / "all.csv"))
+    assert utt_id not in {row["ID"] for row in ids}
+
+
+def test_label_typo_is_a_warning_naming_file_and_line(corpus, tmp_path, caplog):
+    path = _annotation(corpus, session=4)
+    lines = Path(path).read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if line.startswith("["))
+    fields = lines[number].split("\t")
+    fields[2] = "Neu"
+    lines[number] = "\t".join(fields)
+    Path(path).write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING):
+        prepare_iemocap(corpus["data_folder"], str(tmp_path / "save"))
+    warning = next(
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+    )
+    assert "1 utterance(s) have a label outside" in warning
+    assert f"{path}, line {number + 1}: {fields[1]} 'Neu'" in warning
 
 
 def test_bad_speaker_field_names_file_and_line(corpus, tmp_path):

@@ -356,3 +356,39 @@ def test_hugging_face_encoder_is_referenced_not_copied(tiny_hubert_dir, tmp_path
         EmotionRecognizer.from_hparams(
             exported, encoder_overrides={"encoder_source": moved, "encoder_layers": [1]}
         )
+
+
+def test_ser_predict_refuses_silent_and_short_takes_mp3_names_skipped_files(
+    trained, tmp_path, capsys
+):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    write_noise(folder / "good.wav", 1.0)
+    sf.write(folder / "song.mp3", 0.1 * np.random.randn(16000), 16000, format="MP3")
+    sf.write(folder / "silent.wav", np.zeros(16000), 16000)
+    write_noise(folder / "short.wav", 0.05)
+    (folder / "notes.txt").write_text("not audio")
+    out_json = tmp_path / "out.json"
+    status = predict_main(
+        [str(trained["finetune"]), str(folder), "--json", str(out_json)]
+    )
+    assert status == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 file(s) that are not wav/flac/ogg" in err
+    assert str(folder / "notes.txt") in err
+    records = {Path(r["file"]).name: r for r in json.loads(out_json.read_text())}
+    assert sorted(records) == ["good.wav", "short.wav", "silent.wav", "song.mp3"]
+    assert records["song.mp3"]["label"] in ("neu", "hap", "ang", "sad")
+    assert records["silent.wav"]["label"] is None
+    assert records["silent.wav"]["error"] == (
+        "silent: RMS -inf dBFS, below min_rms_dbfs -60.0 dBFS: not classified"
+    )
+    assert records["short.wav"]["error"].startswith("too short: 0.050 s")
+
+
+def test_ser_predict_model_folder_that_does_not_exist(tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    write_noise(wav, 0.5)
+    assert predict_main([str(tmp_path / "no_such_model"), str(wav)]) == 2
+    err = capsys.readouterr().err
+    assert f"The model folder {tmp_path / 'no_such_model'} does not exist" in err

@@ -6,12 +6,15 @@ import os
 import re
 
 import pytest
+import speechbrain as sb
 import torch
+from hyperpyyaml import load_hyperpyyaml
 
-from ser_lib.cross_validation import load_recipe_hparams
+from ser_lib.cross_validation import load_recipe_hparams, overrides_to_args
 from ser_lib.losses import pseudo_ce_loss, reconstruction_loss
 from ser_lib.models import StatisticalAttentivePooling
 from ser_lib.models.local_attributes import LocalAttributes
+from ser_lib.recipe import record_run_options
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -130,3 +133,14 @@ def test_precision_override_reaches_the_brain_settings(tmp_path):
             recipe, stage, {**overrides, "precision": "bf16", "max_grad_norm": 1.0}
         )
         assert hparams["precision"] == "bf16" and hparams["max_grad_norm"] == 1.0
+
+
+def test_run_options_from_the_driver_are_recorded(tmp_path):
+    """--precision from the fold driver is a SpeechBrain run option: the stage's
+    hparams (hence its saved settings) must hold the value in force, not the YAML's."""
+    argv = ["x.yaml", *overrides_to_args({"precision": "bf16", "lr": 0.1})]
+    _, run_opts, overrides = sb.parse_arguments(argv)
+    hparams = load_hyperpyyaml("precision: fp32\nlr: 1.0\n", overrides)
+    assert hparams["precision"] == "fp32"  # SpeechBrain kept it as a run option
+    record_run_options(hparams, run_opts)
+    assert hparams == {"precision": "bf16", "lr": 0.1}

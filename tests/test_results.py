@@ -72,9 +72,10 @@ def make_spec(root):
         "title: Fixture\nrows_folder: rows\njson: table.json\n"
         "markdown: ../RESULTS.md\nreadme: ../../README.md\n"
         "headline: [done_row, pending_row]\n"
+        "notes: Protocol in words.\n"
         "rows:\n"
         "  done_row: {description: two folds}\n"
-        "  pending_row: {description: not run}\n"
+        "  pending_row: {description: not run, note: No time left.}\n"
     )
     return spec
 
@@ -114,13 +115,17 @@ def test_build_from_fold_folders(tmp_path):
     assert row["command"] == "python recipes/EmoDB/cross_validate.py --folds 1 2"
     assert table["rows"]["pending_row"] == {
         "description": "not run",
+        "note": "No time left.",
         "status": "pending",
     }
+    assert table["notes"] == "Protocol in words."
 
     saved = json.loads((tmp_path / "docs" / "results" / "table.json").read_text())
     assert saved == json.loads(json.dumps(table))
     markdown = (tmp_path / "docs" / "RESULTS.md").read_text()
     assert "| `pending_row` | not run | pending |" in markdown
+    assert "Protocol in words.\n\n| row |" in markdown
+    assert "not run\n\nNo time left.\n\nPending: not run yet." in markdown
     assert "| `done_row` | two folds | 2 | 75.00 ± 0.00 | 70.83 |" in markdown
     assert "no stage 1, stage 2 30 s, total 30 s." in markdown
     readme = (tmp_path / "README.md").read_text()

@@ -28,7 +28,9 @@ Expected layout (the official release)::
 Each annotation file has one line per utterance,
 ``[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]``, followed by the annotators'
 ``C-...:``/``A-...:`` lines. Sub-folders (``Categorical/``, ``Attribute/``,
-``Self-evaluation/``) and hidden or AppleDouble ``._*`` files are skipped.
+``Self-evaluation/``) and hidden or AppleDouble ``._*`` files are skipped. Finding
+the release and parsing these files is ``iemocap_annotations.py`` (beside this file);
+this module turns the kept utterances into manifests.
 
 Usage from a recipe::
 
@@ -48,12 +50,12 @@ Authors
 import argparse
 import logging
 import os
-import re
 from collections import Counter
 
+from iemocap_annotations import ANNOTATION_ERRORS, SESSIONS, collect_annotations
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.audio import check_audio_files
+from ser_lib.audio import AudioError, audio_info, bad_wavs_error
 from ser_lib.data.folds import VALID_MODES, write_group_folds
 from ser_lib.data.manifest import (
     MANIFEST_COLUMNS,
@@ -67,15 +69,11 @@ from ser_lib.data.preparation import fold_files
 
 logger = get_logger(__name__)
 
-RELEASE_FOLDER_NAME = "IEMOCAP_full_release"
-SESSIONS = (1, 2, 3, 4, 5)
 SUBSETS = ("all", "improvised", "scripted")
 EMOTION_MAP = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
 """Raw IEMOCAP label -> class; every other label (fru, sur, xxx...) is dropped."""
 CLASSES = ("neu", "hap", "ang", "sad")
 """The 4 classes, in logging order."""
-STYLE_MARKERS = {"impro": "improvised", "script": "scripted"}
-"""Substring of the dialog name -> style."""
 PREP_VERSION = 2
 """Bump when the outputs change for the same options, so old preparations redo."""
 
@@ -85,302 +83,6 @@ FULL_RELEASE_N_ANNOTATED = 10039
 EXPECTED_LABEL_COUNTS = {"neu": 1708, "hap": 1636, "ang": 1103, "sad": 1084}
 EXPECTED_SESSION_COUNTS = {1: 1085, 2: 1023, 3: 1151, 4: 1031, 5: 1241}
 EXPECTED_TOTAL = 5531
-
-_LINE_RE = re.compile(
-    r"^\[\s*(?P<start>\d+(?:\.\d+)?)\s*-\s*(?P<end>\d+(?:\.\d+)?)\s*\]"
-    r"\s+(?P<id>\S+)\s+(?P<label>\S+)\s+\[(?P<vad>[^\]]*)\]\s*$"
-)
-_FIRST_FIELD_RE = re.compile(r"^Ses(?P<session>\d+)[FM]$")
-
-
-def parse_utterance_id(utt_id):
-    """Derives session, speaker, gender, dialog and style from an utterance ID.
-
-    The speaker is the session plus the first letter of the LAST ``_`` field of the
-    ID (``Ses01F_impro01_M012`` is session 1's male speaker); the dialog is the ID
-    without that field. No fixed character positions are used, since dialog names
-    vary (``script01_1b``, ``impro05a``).
-
-    Arguments
-    ---------
-    utt_id : str
-        An IEMOCAP utterance ID such as ``Ses01F_script01_1b_F000``.
-
-    Returns
-    -------
-    dict
-        Keys ``session`` (int), ``spk_id`` (e.g. ``Ses01M``), ``gender`` (F/M),
-        ``dialog`` and ``style`` (improvised/scripted).
-
-    Raises
-    ------
-    ValueError
-        If the ID does not have the IEMOCAP shape.
-
-    Example
-    -------
-    >>> info = parse_utterance_id("Ses01F_script01_1b_M003")
-    >>> info["session"], info["spk_id"], info["gender"], info["dialog"], info["style"]
-    (1, 'Ses01M', 'M', 'Ses01F_script01_1b', 'scripted')
-    >>> parse_utterance_id("Ses02M_impro05a_F010")["spk_id"]
-    'Ses02F'
-    """
-    fields = utt_id.split("_")
-    first = _FIRST_FIELD_RE.match(fields[0])
-    if len(fields) < 3 or first is None or not fields[-1]:
-        raise ValueError(
-            f"Not an IEMOCAP utterance ID (SesNNX_<dialog>_<X><NNN>): {utt_id!r}"
-        )
-    gender = fields[-1][0]
-    if gender not in ("F", "M"):
-        raise ValueError(
-            f"Utterance ID {utt_id!r}: the last field {fields[-1]!r} must start "
-            "with the speaker's gender F or M"
-        )
-    session = int(first.group("session"))
-    dialog = "_".join(fields[:-1])
-    styles = [s for marker, s in STYLE_MARKERS.items() if marker in dialog]
-    if len(styles) != 1:
-        raise ValueError(
-            f"Utterance ID {utt_id!r}: cannot tell the style of dialog {dialog!r} "
-            f"(expected exactly one of {sorted(STYLE_MARKERS)} in its name)"
-        )
-    return {
-        "session": session,
-        "spk_id": f"Ses{session:02d}{gender}",
-        "gender": gender,
-        "dialog": dialog,
-        "style": styles[0],
-    }
-
-
-def read_emo_evaluation(path):
-    """Reads the utterance label lines of one ``EmoEvaluation/<dialog>.txt`` file.
-
-    Lines starting with ``[`` must read ``[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>
-    [V, A, D]``; every other line (the ``%`` header, annotator lines ``C-E1:``,
-    ``A-E1:``, blank lines) is ignored.
-
-    Arguments
-    ---------
-    path : str
-        The annotation file.
-
-    Returns
-    -------
-    list of tuple
-        ``(utt_id, label, line_number)`` per utterance, in file order.
-
-    Raises
-    ------
-    OSError
-        If the file cannot be read (the message names it).
-    ValueError
-        If it is not UTF-8, if a ``[`` line is malformed (names file and line), or
-        if it has no utterance line at all.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "Ses01F_impro01.txt")
-    >>> with open(path, "w") as f:
-    ...     _ = f.write(
-    ...         "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\\n\\n"
-    ...         "[6.2901 - 8.2357]\\tSes01F_impro01_F000\\tneu\\t[2.5000, 2.5000, 2.5000]\\n"
-    ...         "C-E2:\\tNeutral;\\t()\\n"
-    ...         "A-E3:\\tval 3; act 2; dom  2;\\t()\\n"
-    ...     )
-    >>> read_emo_evaluation(path)
-    [('Ses01F_impro01_F000', 'neu', 3)]
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"Cannot decode IEMOCAP annotation file {path} as UTF-8: {error}"
-        ) from error
-    except OSError as error:
-        raise OSError(f"Cannot read IEMOCAP annotation file {path}: {error}") from error
-
-    entries = []
-    for number, line in enumerate(lines, start=1):
-        if not line.lstrip().startswith("["):
-            continue
-        match = _LINE_RE.match(line.strip())
-        if match is None:
-            raise ValueError(
-                f"{path}, line {number}: malformed utterance line {line!r} "
-                "(expected '[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]')"
-            )
-        entries.append((match.group("id"), match.group("label"), number))
-    if not entries:
-        raise ValueError(
-            f"IEMOCAP annotation file {path} has no utterance line "
-            "('[start - end]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]')"
-        )
-    return entries
-
-
-def list_annotation_files(emo_folder):
-    """Lists the ``*.txt`` annotation files of an ``EmoEvaluation`` folder.
-
-    Sub-folders (``Categorical/``, ``Attribute/``, ``Self-evaluation/``), hidden
-    files and AppleDouble ``._*`` files are skipped.
-
-    Arguments
-    ---------
-    emo_folder : str
-        A ``Session{s}/dialog/EmoEvaluation`` folder.
-
-    Returns
-    -------
-    list of str
-        Sorted file paths.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> os.mkdir(os.path.join(folder, "Categorical"))
-    >>> for name in ("Ses01F_impro01.txt", "._Ses01F_impro01.txt", ".DS_Store"):
-    ...     open(os.path.join(folder, name), "w").close()
-    >>> [os.path.basename(p) for p in list_annotation_files(folder)]
-    ['Ses01F_impro01.txt']
-    """
-    paths = []
-    with os.scandir(emo_folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or entry.is_dir():
-                continue
-            if entry.name.endswith(".txt"):
-                paths.append(entry.path)
-    return sorted(paths)
-
-
-def _release_candidates(data_folder):
-    """Child folders of ``data_folder`` that look like the release folder."""
-    candidates = []
-    with os.scandir(data_folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            if os.path.isdir(os.path.join(entry.path, f"Session{SESSIONS[0]}")):
-                candidates.append(entry.path)
-    return sorted(candidates)
-
-
-def check_data_folder(data_folder):
-    """Checks that ``data_folder`` is an ``IEMOCAP_full_release`` folder.
-
-    Arguments
-    ---------
-    data_folder : str
-        The folder given by the user.
-
-    Raises
-    ------
-    FileNotFoundError
-        If it does not exist, if it is the parent of the release (the message
-        suggests the right path), or if a ``Session{s}/dialog/EmoEvaluation`` or
-        ``Session{s}/sentences/wav`` folder is missing (the message names it).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> check_data_folder(tempfile.mkdtemp())
-    Traceback (most recent call last):
-    ...
-    FileNotFoundError: IEMOCAP session folder not found: .../Session1 ...
-    """
-    if not os.path.isdir(data_folder):
-        raise FileNotFoundError(
-            f"IEMOCAP data_folder not found: {data_folder} "
-            f"(expected the path of {RELEASE_FOLDER_NAME})"
-        )
-    sessions = [os.path.join(data_folder, f"Session{s}") for s in SESSIONS]
-    if not any(os.path.isdir(p) for p in sessions):
-        candidates = _release_candidates(data_folder)
-        if candidates:
-            raise FileNotFoundError(
-                f"IEMOCAP data_folder {data_folder} has no Session folders but "
-                f"contains {candidates[0]}: it looks like the parent of the release; "
-                f"use data_folder={candidates[0]}"
-            )
-    for session_folder in sessions:
-        if not os.path.isdir(session_folder):
-            raise FileNotFoundError(
-                f"IEMOCAP session folder not found: {session_folder} (data_folder "
-                f"must be {RELEASE_FOLDER_NAME} with Session1..Session{SESSIONS[-1]})"
-            )
-        for sub in (("dialog", "EmoEvaluation"), ("sentences", "wav")):
-            folder = os.path.join(session_folder, *sub)
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(f"IEMOCAP folder not found: {folder}")
-
-
-def collect_annotations(data_folder):
-    """Parses every annotated utterance of the release (all labels, all styles).
-
-    Arguments
-    ---------
-    data_folder : str
-        The ``IEMOCAP_full_release`` folder (checked by :func:`check_data_folder`).
-
-    Returns
-    -------
-    list of dict
-        One dict per annotated utterance, sorted by ID, with ``ID``, ``label``
-        (raw label), ``session``, ``spk_id``, ``gender``, ``dialog``, ``style`` and
-        ``source`` (annotation file and line).
-
-    Raises
-    ------
-    ValueError
-        On an unparseable file or line, an ID of another session than its folder,
-        or an ID listed twice (the messages name the files and lines).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> collect_annotations(tempfile.mkdtemp())
-    Traceback (most recent call last):
-    ...
-    FileNotFoundError: IEMOCAP session folder not found: .../Session1 ...
-    """
-    check_data_folder(data_folder)
-    utterances = {}
-    for session in SESSIONS:
-        emo_folder = os.path.join(
-            data_folder, f"Session{session}", "dialog", "EmoEvaluation"
-        )
-        files = list_annotation_files(emo_folder)
-        if not files:
-            raise FileNotFoundError(f"No annotation file (*.txt) in {emo_folder}")
-        for path in files:
-            for utt_id, label, number in read_emo_evaluation(path):
-                source = f"{path}, line {number}"
-                try:
-                    info = parse_utterance_id(utt_id)
-                except ValueError as error:
-                    raise ValueError(f"{source}: {error}") from error
-                if info["session"] != session:
-                    raise ValueError(
-                        f"{source}: utterance {utt_id} belongs to session "
-                        f"{info['session']} but is listed in Session{session}"
-                    )
-                if utt_id in utterances:
-                    raise ValueError(
-                        f"{source}: utterance {utt_id} is already listed at "
-                        f"{utterances[utt_id]['source']}"
-                    )
-                utterances[utt_id] = {
-                    "ID": utt_id,
-                    "label": label,
-                    "source": source,
-                    **info,
-                }
-    return [utterances[key] for key in sorted(utterances)]
 
 
 def wav_relative_path(utterance):
@@ -434,10 +136,11 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     Raises
     ------
     FileNotFoundError
-        If wavs are missing: the count and the first expected paths.
+        If wavs are missing: the count and the first expected paths, then the
+        unusable ones as below.
     ser_lib.audio.AudioError
-        If wavs are unreadable, empty or truncated: the count and the first ones,
-        each with the reason.
+        If wavs are unreadable, empty, truncated or broken links: the count and the
+        first ones, each with the reason.
 
     Example
     -------
@@ -455,15 +158,26 @@ def build_rows(utterances, data_folder, max_listed_missing=5):
     """
     relatives = [wav_relative_path(utt) for utt in utterances]
     paths = [os.path.join(data_folder, *rel.split("/")) for rel in relatives]
-    missing = [path for path in paths if not os.path.isfile(path)]
-    if missing:
-        listed = "\n  ".join(missing[:max_listed_missing])
-        raise FileNotFoundError(
-            f"{len(missing)} labelled IEMOCAP utterance(s) have no wav under "
-            f"{data_folder}; first expected paths:\n  {listed}"
+    # Missing, unreadable, empty or truncated wavs and broken links: all listed in
+    # one error, so that one fix-and-rerun cycle is enough.
+    infos, missing, problems = [], [], []
+    for path in paths:
+        if not os.path.lexists(path):
+            missing.append(path)
+            continue
+        try:
+            infos.append(audio_info(path))
+        except AudioError as err:
+            problems.append(str(err))
+    if missing or problems:
+        raise bad_wavs_error(
+            missing,
+            problems,
+            len(paths),
+            "",
+            data_folder,
+            max_listed=max_listed_missing,
         )
-    # Unreadable, empty or truncated wavs: all listed in one AudioError.
-    infos = check_audio_files(paths, max_listed=max_listed_missing)
     rows = []
     for utt, relative, info in zip(utterances, relatives, infos, strict=True):
         rows.append(
@@ -602,7 +316,12 @@ def _output_files(n_folds):
 
 
 def prepare_iemocap(
-    data_folder, save_folder, subset="all", valid_mode="none", skip_prep=False
+    data_folder,
+    save_folder,
+    subset="all",
+    valid_mode="none",
+    skip_prep=False,
+    annotation_errors="error",
 ):
     """Writes the IEMOCAP manifests: ``all.csv`` and 5 leave-one-session-out folds.
 
@@ -623,6 +342,9 @@ def prepare_iemocap(
         ``"speaker"`` (one speaker of a training session held out).
     skip_prep : bool
         If True, do nothing.
+    annotation_errors : str
+        ``"error"``: an utterance line that does not parse stops the preparation
+        (all such lines listed); ``"warn"``: they are listed at WARNING and dropped.
 
     Example
     -------
@@ -662,6 +384,7 @@ def prepare_iemocap(
         "data_folder": os.path.realpath(data_folder),
         "subset": subset,
         "valid_mode": valid_mode,
+        "annotation_errors": annotation_errors,
         "prep_version": PREP_VERSION,
     }
     outputs = _output_files(len(SESSIONS))
@@ -676,7 +399,7 @@ def prepare_iemocap(
     )
     clear_prep_options(save_folder)
 
-    annotated = collect_annotations(data_folder)
+    annotated = collect_annotations(data_folder, annotation_errors)
     kept, others = [], []
     for utt in annotated:
         emo = EMOTION_MAP.get(utt["label"])
@@ -744,6 +467,12 @@ def main(argv=None):
     parser.add_argument("--subset", default="all", choices=SUBSETS)
     parser.add_argument("--valid_mode", default="none", choices=VALID_MODES)
     parser.add_argument("--skip_prep", action="store_true", help="do nothing")
+    parser.add_argument(
+        "--annotation_errors",
+        default="error",
+        choices=ANNOTATION_ERRORS,
+        help="stop on utterance lines that do not parse, or warn and drop them",
+    )
     args = parser.parse_args(argv)
     prepare_iemocap(
         args.data_folder,
@@ -751,6 +480,7 @@ def main(argv=None):
         subset=args.subset,
         valid_mode=args.valid_mode,
         skip_prep=args.skip_prep,
+        annotation_errors=args.annotation_errors,
     )
     print(f"IEMOCAP manifests in {args.save_folder}")
 

@@ -43,6 +43,7 @@ class UtteranceClassifierBrain(ProgressBrain):
         self.train_stats = None
         self.outputs = []
         self.train_class_counts = None
+        self.skipped_audio = {}
 
     def init_optimizers(self):
         """Optimises the trainable parameters only (a subclass may freeze some)."""
@@ -53,16 +54,12 @@ class UtteranceClassifierBrain(ProgressBrain):
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def compute_objectives(self, predictions, batch, stage):
-        """Cross-entropy; evaluation stages also keep the predictions."""
+        """Cross-entropy; the predictions are kept on the device (no host sync)."""
         logits = predictions["logits"]
         targets = batch.emo_encoded.data.view(-1)  # [B]
-        loss = F.cross_entropy(logits, targets)
+        loss = F.cross_entropy(logits.float(), targets)  # float32 under autocast
         self.outputs.append(
-            (
-                list(batch.id),
-                targets.cpu(),
-                logits.detach().float().softmax(dim=-1).cpu(),
-            )
+            (list(batch.id), targets, logits.detach().float().softmax(dim=-1))
         )
         return loss
 
@@ -92,8 +89,8 @@ class UtteranceClassifierBrain(ProgressBrain):
     def gather_predictions(self):
         """The stage's predictions: ids, true indices ``[N]``, probabilities ``[N, C]``."""
         ids = [i for batch_ids, _, _ in self.outputs for i in batch_ids]
-        targets = torch.cat([t for _, t, _ in self.outputs]).numpy()
-        probs = torch.cat([p for _, _, p in self.outputs]).numpy()
+        targets = torch.cat([t.cpu() for _, t, _ in self.outputs]).numpy()
+        probs = torch.cat([p.cpu() for _, _, p in self.outputs]).numpy()
         return ids, targets, probs
 
     def stage_scores(self, stage_loss):
@@ -104,6 +101,7 @@ class UtteranceClassifierBrain(ProgressBrain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, checkpoints, and writes the evaluation files."""
+        stage_loss = self.training_loss(stage, stage_loss)
         stats = self.stage_scores(stage_loss)
         if stage == sb.Stage.TRAIN:
             self.check_replicas()
@@ -170,6 +168,7 @@ class UtteranceClassifierBrain(ProgressBrain):
             metrics["classes_absent_from_training"] = [
                 label for label, count in self.train_class_counts.items() if count == 0
             ]
+        metrics["unusable_audio_skipped"] = self.skipped_audio
         metrics_path = os.path.join(folder, "metrics.json")
         with open(metrics_path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2)
@@ -191,6 +190,7 @@ class UtteranceClassifierBrain(ProgressBrain):
         results so the model can be used for inference.
         """
         self.train_class_counts = datasets["train_class_counts"]
+        self.skipped_audio = datasets.get("skipped_audio", {})
         if if_main_process():
             self.hparams.label_encoder.save(
                 os.path.join(self.hparams.output_folder, "label_encoder.txt")

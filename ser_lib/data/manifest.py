@@ -42,6 +42,17 @@ PREP_OPTIONS_FILE = "prep_options.json"
 """Default name of the marker that records the options of a finished preparation."""
 
 
+_FILE_MODE = 0o666
+"""Mode of a new file before the umask (as ``open`` creates files)."""
+
+
+def _current_umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file and ``os.replace``."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -50,6 +61,8 @@ def _atomic_write_text(path, text):
         dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
     )
     try:
+        # mkstemp makes the file private (0600): give it the mode of any new file.
+        os.fchmod(fd, _FILE_MODE & ~_current_umask())
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp_path, path)

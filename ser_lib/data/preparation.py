@@ -30,9 +30,9 @@ Authors
 import os
 from collections import Counter
 
-import soundfile
 from speechbrain.utils.logger import get_logger
 
+from ser_lib.audio import AudioError, EmptyAudioError, audio_info, bad_wavs_error
 from ser_lib.data.class_map import (
     apply_class_map,
     class_names,
@@ -178,9 +178,10 @@ def manifest_rows(utterances, data_folder, corpus, max_listed_missing=5):
     Raises
     ------
     FileNotFoundError
-        If wavs are missing (the count and the first paths).
-    RuntimeError
-        If a wav's header cannot be read (names the file).
+        If wavs are missing (the count and the first paths), listing the unusable
+        ones too.
+    ser_lib.audio.AudioError
+        If wavs are unreadable, truncated or broken links (none missing).
 
     Example
     -------
@@ -196,30 +197,32 @@ def manifest_rows(utterances, data_folder, corpus, max_listed_missing=5):
     >>> [(r["ID"], r["duration"], r["wav"]) for r in rows]
     [('a', 0.25, '$data_root/a.wav')]
     """
-    rows, missing, empty = [], [], []
+    rows, missing, problems, empty = [], [], [], []
     for utt in utterances:
         path = os.path.join(data_folder, *utt["wav"].split("/"))
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):
             missing.append(path)
             continue
         try:
-            info = soundfile.info(path)
-        except (RuntimeError, soundfile.LibsndfileError) as error:
-            raise RuntimeError(
-                f"{corpus}: cannot read the header of wav {path}: {error}"
-            ) from error
-        if info.frames == 0:
+            info = audio_info(path)
+        except EmptyAudioError:
             empty.append(path)
+            continue
+        except AudioError as error:
+            problems.append(str(error))
             continue
         row = {column: utt.get(column, "") for column in MANIFEST_COLUMNS}
         row["duration"] = info.duration
         row["wav"] = f"$data_root/{utt['wav']}"
         rows.append(row)
-    if missing:
-        listed = "\n  ".join(missing[:max_listed_missing])
-        raise FileNotFoundError(
-            f"{corpus}: {len(missing)} labelled utterance(s) have no wav under "
-            f"{data_folder}; first expected paths:\n  {listed}"
+    if missing or problems:  # every bad wav at once
+        raise bad_wavs_error(
+            missing,
+            problems,
+            len(utterances),
+            corpus,
+            data_folder,
+            max_listed=max_listed_missing,
         )
     if empty:
         logger.warning(

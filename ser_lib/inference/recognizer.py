@@ -182,6 +182,8 @@ class EmotionRecognizer(Pretrained):
         elif (source / hparams_file).is_file():
             text = (source / hparams_file).read_text(encoding="utf-8")
             paths, fingerprint, origin = {}, None, str(source)
+        elif not source.exists():
+            raise ModelFolderError(f"The model folder {source} does not exist")
         else:
             raise ModelFolderError(
                 f"{source} is neither a trained stage-2 folder (with {HPARAMS_FILE} "
