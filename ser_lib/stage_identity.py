@@ -95,8 +95,9 @@ def stage_settings(hparams):
     -------
     dict
         Key -> JSON value (see the module docstring); with ``adapter_settings``
-        (the stage-1 folder's saved settings, or None) when the stage starts from
-        another folder's ``adapter_folder``.
+        (the stage-1 folder's saved settings, or None; always None with
+        ``backbone_init: random``) when the stage starts from another folder's
+        ``adapter_folder``.
 
     Example
     -------
@@ -123,7 +124,13 @@ def stage_settings(hparams):
     if hparams.get("adapter_folder") is not None and "output_folder" in hparams:
         adapter_stage = os.path.dirname(os.path.abspath(hparams["adapter_folder"]))
         if adapter_stage != os.path.abspath(hparams["output_folder"]):
-            settings["adapter_settings"] = read_stage_settings(adapter_stage)
+            # A backbone started at random reads nothing from stage 1: its identity
+            # must not depend on whether a stage-1 run exists in that folder.
+            settings["adapter_settings"] = (
+                None
+                if hparams.get("backbone_init") == "random"
+                else read_stage_settings(adapter_stage)
+            )
     return settings
 
 

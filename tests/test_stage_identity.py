@@ -51,6 +51,24 @@ def test_run_paths_and_objects_are_not_settings(tmp_path):
         )
 
 
+def test_random_init_does_not_depend_on_a_stage1_run(tmp_path):
+    """A random-init stage 2 run before and after the teacher's stage 1 of the
+    same fold wrote its folder has one identity; a teacher-init one does not."""
+    hparams = {
+        "output_root": str(tmp_path),
+        "output_folder": str(tmp_path / "fold1" / "finetune_random"),
+        "adapter_folder": str(tmp_path / "fold1" / "adapter" / "model"),
+        "backbone_init": "random",
+        "lr": 0.1,
+    }
+    before = stage_settings(hparams)
+    teacher_before = stage_settings({**hparams, "backbone_init": "teacher"})
+    write_stage_settings(tmp_path / "fold1" / "adapter", {"num_prototypes": 64})
+    assert stage_settings(hparams) == before
+    assert before["adapter_settings"] is None
+    assert stage_settings({**hparams, "backbone_init": "teacher"}) != teacher_before
+
+
 def test_a_folder_with_results_but_no_settings_is_refused(tmp_path):
     with pytest.raises(StageSettingsError, match="cannot be checked"):
         check_stage_settings(tmp_path, {"K": 1}, results_exist=True)
