@@ -62,8 +62,30 @@ REQUIRED_FIGURES = (
     "protocol.cached_hours",
     "protocol.encoder_loop_hours",
     "protocol.full_finetune_hours",
+    "headline.bf16_speedup_stage1",
+    "headline.bf16_speedup_stage2",
+    "headline.stage1_bf16_peak_share",
+    "headline.kmeans_share_of_step",
+    "headline.stage1_vs_encoder_in_loop",
+    "headline.whisper_native_vs_pad30",
 )
 """Dotted paths into :func:`derive`'s output that every report must hold."""
+
+HEADLINE_NOTES = {
+    "bf16_speedup_stage1": "fp32 step / bf16-autocast step of stage 1 (fused Adam, "
+    "as the recipes) at the paper's batch, medians of steps timed in turns",
+    "bf16_speedup_stage2": "the same for stage 2",
+    "stage1_bf16_peak_share": "stage-1 bf16 step FLOP/s / bf16 matmul peak measured "
+    "in the same process",
+    "kmeans_share_of_step": "k-means update (eqn 5) with the step's eqn-4 "
+    "assignment reused / stage-1 bf16 step",
+    "stage1_vs_encoder_in_loop": "(frozen-encoder forward + stage-1 step) / stage-1 "
+    "step per frame, both under bf16 autocast, stage 1 at the paper's batch",
+    "whisper_native_vs_pad30": "null: the benchmark has no Whisper encoder yet "
+    "(Whisper-base pad30 vs native extraction is measured once the Whisper encoder "
+    "of the real-speech issue has landed)",
+}
+"""What each headline figure of ``benchmarks.json`` is (written next to them)."""
 
 
 def best_step(task):
@@ -222,8 +244,9 @@ def derive(results):
     Returns
     -------
     dict
-        ``steps``, ``ratios``, ``extraction``, ``params``, ``padding``,
-        ``efficiency``, ``scaling``, ``protocol``, ``targets``.
+        ``headline`` (the plain figures of :data:`HEADLINE_NOTES`), ``precision``
+        (fp32 against bf16), ``steps``, ``ratios``, ``extraction``, ``params``,
+        ``padding``, ``efficiency``, ``scaling``, ``protocol``, ``targets``.
     """
     size = BenchmarkSize(**results["size"])
     tasks = results["tasks"]
@@ -370,7 +393,18 @@ def derive(results):
             at_least=False,
         ),
     ]
+    precision = tasks["precision"]
+    headline = {
+        "bf16_speedup_stage1": precision["stage1"]["bf16_speedup"],
+        "bf16_speedup_stage2": precision["stage2"]["bf16_speedup"],
+        "stage1_bf16_peak_share": precision["peak_share"]["stage1"]["bf16"],
+        "kmeans_share_of_step": precision["kmeans"]["share_of_bf16_step"],
+        "stage1_vs_encoder_in_loop": precision["stage1_vs_encoder_in_loop_bf16"],
+        "whisper_native_vs_pad30": None,
+    }
     return {
+        "headline": headline,
+        "precision": precision,
         "steps": steps,
         "ratios": ratios,
         "extraction": extraction,

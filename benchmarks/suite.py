@@ -226,6 +226,7 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
         "stage1_encoder_loop",
         "full_finetune",
         "efficiency",
+        "precision",
     ):
         tasks[name] = run(name, model_spec)
     results["tasks"] = tasks

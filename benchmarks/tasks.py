@@ -35,6 +35,7 @@ from benchmarks.measure import (
     time_calls,
     timing_summary,
 )
+from benchmarks.precision import precision_steps
 from ser_lib.brains import AdapterBrain, FinetuneBrain
 from ser_lib.dataio import build_label_encoder, feature_dataset
 from ser_lib.encoders import HFEncoder
@@ -61,6 +62,7 @@ TRAINING = dict(
     lambda_end=0.5,
     augment_mask_fraction=0.2,
     epochs=100,
+    sync_interval=25,
 )
 """The recipes' training settings (hparams/adapter.yaml, hparams/finetune.yaml)."""
 
@@ -159,7 +161,14 @@ def adapter_brain(
     checkpointer = kw.pop("checkpointer", None)
     hparams = {
         key: TRAINING[key]
-        for key in ("mask_ratio", "mask_span", "tau", "pce_logits", "ema_alpha")
+        for key in (
+            "mask_ratio",
+            "mask_span",
+            "tau",
+            "pce_logits",
+            "ema_alpha",
+            "sync_interval",
+        )
     }
     hparams.update(_schedules(kw.pop("epochs", TRAINING["epochs"])))
     hparams.update(kw)
@@ -191,21 +200,27 @@ def stage2_head(size, input_dim):
     return {"backbone": backbone, "sap": sap, "classifier": classifier}
 
 
-def finetune_brain(spec, input_dim):
-    """A stage-2 Brain (backbone from random initialisation) of the benchmark size."""
+def finetune_brain(spec, input_dim, **kw):
+    """A stage-2 Brain (backbone from random initialisation) of the benchmark size.
+
+    ``kw``: ``checkpointer``, ``epochs``, or more hparams (as :func:`adapter_brain`).
+    """
     size = _size(spec)
+    checkpointer = kw.pop("checkpointer", None)
     hparams = {
         "backbone_init": "random",
         "freeze_backbone": False,
         "augment_mask_fraction": TRAINING["augment_mask_fraction"],
-        **_schedules(TRAINING["epochs"]),
+        "sync_interval": TRAINING["sync_interval"],
+        **_schedules(kw.pop("epochs", TRAINING["epochs"])),
+        **kw,
     }
     return FinetuneBrain(
         modules=stage2_head(size, input_dim),
         opt_class=partial(torch.optim.Adam, lr=TRAINING["lr"]),
         hparams=hparams,
         run_opts=_run_opts(spec),
-        checkpointer=None,
+        checkpointer=checkpointer,
     )
 
 
@@ -512,6 +527,11 @@ def _lever_timings(brain, batch, size, device):
     attributes = brain.modules.local_attributes
     timings["kmeans_assign"] = time_calls(lambda: attributes.assign(z), repeats, device)
     timings["kmeans_update"] = time_calls(lambda: attributes.update(z), repeats, device)
+    # As the Brain runs it: the eqn-4 assignment of the pseudo-labels is reused.
+    assignment = attributes.assign(z)
+    timings["kmeans_update_reused"] = time_calls(
+        lambda: attributes.update(z, assignment=assignment), repeats, device
+    )
     return {name: timing_summary(times) for name, times in timings.items()}
 
 
@@ -558,20 +578,62 @@ def task_efficiency(spec):
     return result
 
 
-def task_scaling(spec):
-    """One stage-1 epoch on a memory-mapped cache, with bucketed batches.
+def task_precision(spec):
+    """Both stages' steps at the paper's batch in fp32 and bf16, side by side.
 
-    Spec: ``csv`` (the training manifest of this corpus size), ``cache_dir``,
-    ``work_dir`` (checkpoints and logs), ``malloc_mmap_threshold`` (bytes, or
-    None to keep glibc's default; see :func:`set_malloc_mmap_threshold`).
+    Also the bf16 and fp32 matmul peaks (same process, same rounds), the k-means
+    update with the step's assignment reused, and the frozen encoder's forward
+    under bf16 autocast on the fixed comparison batch (per frame), for the ratio
+    of stage 1 against the encoder in the loop with both sides in bf16.
     """
     size = _size(spec)
-    threshold_set = False
-    if spec["malloc_mmap_threshold"] is not None:
-        threshold_set = set_malloc_mmap_threshold(spec["malloc_mmap_threshold"])
-    cache = FeatureCache(spec["cache_dir"])
+    device = spec["device"]
+    frames = min(int(round(size.mean_seconds * size.frame_rate)), size.max_frames)
+    result = precision_steps(
+        spec,
+        spec["feature_dim"],
+        size.paper_batch,
+        frames,
+        steps=size.efficiency_steps,
+        warmup=size.warmup_steps,
+    )
+    num, samples, step_frames = _step_shape(spec)
+    encoder = _hf_encoder(spec).to(device).eval()
+    wavs, wav_lens = wav_batch(num, samples, seed=size.seed).to(device).sig
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+    def forward():
+        with torch.no_grad(), autocast:
+            encoder(wavs, wav_lens)
+
+    forward()  # untimed
+    seconds = timing_summary(time_calls(forward, size.encoder_steps, device))
+    encoder_per_frame = seconds["median"] / (num * step_frames)
+    stage1_per_frame = result["stage1"]["bf16"]["median"] / (size.paper_batch * frames)
+    result["encoder_forward_bf16"] = {
+        "seconds": seconds,
+        "frames": num * step_frames,
+        "seconds_per_frame": encoder_per_frame,
+    }
+    result["stage1_vs_encoder_in_loop_bf16"] = (
+        encoder_per_frame + stage1_per_frame
+    ) / stage1_per_frame
+    return result
+
+
+def bucketed_training_set(csv_path, cache, size, batch_utterances, num_buckets):
+    """The training set of a cached manifest and its bucketed batch sampler.
+
+    Utterances are randomly cropped to ``size.max_frames``; a batch holds about
+    ``batch_utterances`` utterances of the mean duration.
+
+    Returns
+    -------
+    tuple
+        (dataset, cropped lengths in frames, batch sampler).
+    """
     dataset = feature_dataset(
-        spec["csv"],
+        csv_path,
         cache,
         build_label_encoder(CLASSES),
         max_frames=size.max_frames,
@@ -585,9 +647,27 @@ def task_scaling(spec):
     sampler = bucketed_batch_sampler(
         dataset,
         lengths,
-        batch_length=max(size.scaling_batch * mean_frames, max(lengths)),
-        num_buckets=size.scaling_buckets,
+        batch_length=max(batch_utterances * mean_frames, max(lengths)),
+        num_buckets=num_buckets,
         seed=size.seed,
+    )
+    return dataset, lengths, sampler
+
+
+def task_scaling(spec):
+    """One stage-1 epoch on a memory-mapped cache, with bucketed batches.
+
+    Spec: ``csv`` (the training manifest of this corpus size), ``cache_dir``,
+    ``work_dir`` (checkpoints and logs), ``malloc_mmap_threshold`` (bytes, or
+    None to keep glibc's default; see :func:`set_malloc_mmap_threshold`).
+    """
+    size = _size(spec)
+    threshold_set = False
+    if spec["malloc_mmap_threshold"] is not None:
+        threshold_set = set_malloc_mmap_threshold(spec["malloc_mmap_threshold"])
+    cache = FeatureCache(spec["cache_dir"])
+    dataset, lengths, sampler = bucketed_training_set(
+        spec["csv"], cache, size, size.scaling_batch, size.scaling_buckets
     )
     work_dir = Path(spec["work_dir"])
     brain = adapter_brain(
@@ -635,6 +715,7 @@ TASKS = {
     "stage1_encoder_loop": task_stage1_encoder_loop,
     "full_finetune": task_full_finetune,
     "efficiency": task_efficiency,
+    "precision": task_precision,
     "scaling": task_scaling,
 }
 """Task name (the worker's command-line argument) -> function."""

@@ -50,13 +50,25 @@ def run_task(name, spec):
     """
     if name not in TASKS:
         raise KeyError(f"Unknown benchmark task {name!r}; known: {sorted(TASKS)}")
+    return run_measured(TASKS[name], spec)
+
+
+def run_measured(fn, spec):
+    """Runs ``fn(spec)`` here and adds its wall time and peak memory (as :func:`run_task`).
+
+    Example
+    -------
+    >>> result = run_measured(lambda spec: {"x": 1}, {"device": "cpu"})
+    >>> result["x"], result["peak_cuda_mib"], result["task_seconds"] >= 0
+    (1, None, True)
+    """
     cuda = torch.device(spec["device"]).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     peak_reset = reset_peak_rss()
     baseline = current_rss_mib() if peak_reset else max_rss_mib()
     start = time.perf_counter()
-    result = TASKS[name](spec)
+    result = fn(spec)
     result["task_seconds"] = time.perf_counter() - start
     result["peak_rss_mib"] = max_rss_mib() - baseline
     result["peak_cuda_mib"] = (

@@ -14,27 +14,40 @@ The folds' results are read and aggregated by :mod:`ser_lib.fold_results`; the d
 knows nothing of the report: what runs after the folds (the recipes'
 ``cross_validate.py`` give :func:`ser_lib.report.report_after_cross_validation`) is a
 ``post_run`` hook.
+
+Loading a recipe's hparams as ``train.py`` does lives in :mod:`ser_lib.recipe_hparams`,
+the command line and config file of ``cross_validate.py`` in :mod:`ser_lib.cv_options`;
+their names stay importable from here.
 """
 
-import argparse
-import contextlib
-import logging
 import os
-import shlex
 import subprocess
 import sys
 import time
 
 import yaml
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
 
+from ser_lib.cv_options import (
+    cv_command,
+    driver_logging,
+    merge_overrides,
+    parse_cv_args,
+    read_cv_config,
+)
 from ser_lib.fold_results import (
     METRICS_FILE,
     aggregate_folds,
     read_fold_metrics,
     results_table,
     write_results,
+)
+from ser_lib.recipe_hparams import (
+    fold_folders,
+    load_recipe_hparams,
+    needs_adapter_stage,
+    overrides_to_args,
+    recipe_context,
 )
 from ser_lib.run_info import (
     git_state,
@@ -45,156 +58,30 @@ from ser_lib.run_info import (
 )
 from ser_lib.stage_identity import StageSettingsError, check_stage
 
+__all__ = [
+    "LOG_FILE",
+    "adapter_stage_status",
+    "cross_validate",
+    "cross_validate_main",
+    "run_stage",
+    "stage_status",
+    # Moved to ser_lib.recipe_hparams and ser_lib.cv_options, importable from here:
+    "cv_command",
+    "driver_logging",
+    "fold_folders",
+    "load_recipe_hparams",
+    "merge_overrides",
+    "needs_adapter_stage",
+    "overrides_to_args",
+    "parse_cv_args",
+    "read_cv_config",
+    "recipe_context",
+]
+
 logger = get_logger(__name__)
 
 LOG_FILE = "cv_log.txt"
 """The driver's own log (skipped folds, commands, results), in the output folder."""
-
-LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
-
-
-def overrides_to_args(overrides):
-    """Turns a mapping of hparams overrides into ``--key=value`` arguments.
-
-    Values are written as YAML (flow style), which is how SpeechBrain reads them back.
-
-    Example
-    -------
-    >>> overrides_to_args({"number_of_epochs": 3, "encoder_overrides": {"stack": 2}})
-    ['--number_of_epochs=3', '--encoder_overrides={stack: 2}']
-    """
-    args = []
-    for key, value in overrides.items():
-        text = yaml.safe_dump(value, default_flow_style=True).strip()
-        if text.endswith("\n..."):
-            text = text[: -len("\n...")]
-        args.append(f"--{key}={text}")
-    return args
-
-
-@contextlib.contextmanager
-def recipe_context(recipe_dir):
-    """Runs the body inside ``recipe_dir`` with it importable, as ``train.py`` does.
-
-    Relative paths of a recipe's YAML are relative to its folder, and its prepare
-    script is imported by name (``!name:cremad_prepare.prepare_cremad``).
-
-    Arguments
-    ---------
-    recipe_dir : str
-        The recipe folder.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = os.path.realpath(tempfile.mkdtemp())
-    >>> with recipe_context(folder):
-    ...     os.getcwd() == folder, sys.path[0] == folder
-    (True, True)
-    >>> folder in sys.path
-    False
-    """
-    recipe_dir = os.path.abspath(recipe_dir)
-    cwd = os.getcwd()
-    sys.path.insert(0, recipe_dir)
-    try:
-        os.chdir(recipe_dir)
-        yield
-    finally:
-        os.chdir(cwd)
-        sys.path.remove(recipe_dir)
-
-
-def load_recipe_hparams(recipe_dir, hparams_file, overrides=None):
-    """Loads a recipe's YAML with overrides, as ``train.py`` would in ``recipe_dir``.
-
-    Arguments
-    ---------
-    recipe_dir : str
-        The recipe folder.
-    hparams_file : str
-        The YAML, relative to ``recipe_dir`` (or absolute).
-    overrides : dict, optional
-        Overrides (e.g. ``data_folder``, ``output_root``).
-
-    Returns
-    -------
-    dict
-        The loaded hparams.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> with open(os.path.join(folder, "stage.yaml"), "w") as f:
-    ...     _ = f.write("output_root: out\\nprep_folder: !ref <output_root>/prepared\\n")
-    >>> load_recipe_hparams(folder, "stage.yaml", {"output_root": "/tmp/x"})["prep_folder"]
-    '/tmp/x/prepared'
-    """
-    with recipe_context(recipe_dir):
-        with open(hparams_file, encoding="utf-8") as fin:
-            return load_hyperpyyaml(fin, yaml.safe_dump(overrides or {}))
-
-
-def fold_folders(hparams_file, overrides, recipe_dir):
-    """Reads ``output_folder`` and ``adapter_folder`` the YAML gives for a fold.
-
-    Arguments
-    ---------
-    hparams_file : str
-        Stage-2 YAML, relative to ``recipe_dir``.
-    overrides : dict
-        Overrides, including ``test_session``.
-    recipe_dir : str
-        Where ``train.py`` runs.
-
-    Returns
-    -------
-    dict
-        ``output_folder`` and ``adapter_folder`` as absolute paths
-        (``adapter_folder`` None for a configuration without an adapter stage), and
-        ``needs_adapter`` (see :func:`needs_adapter_stage`), ``schedule`` (see
-        :func:`ser_lib.run_info.stage_schedule`).
-    """
-    hparams = load_recipe_hparams(recipe_dir, hparams_file, overrides)
-    adapter_folder = hparams["adapter_folder"]
-    return {
-        "output_folder": os.path.abspath(hparams["output_folder"]),
-        "adapter_folder": adapter_folder and os.path.abspath(adapter_folder),
-        "needs_adapter": needs_adapter_stage(hparams),
-        "schedule": stage_schedule(hparams),
-    }
-
-
-def needs_adapter_stage(hparams):
-    """Whether a stage-2 configuration needs stage 1 (the adapter) to run first.
-
-    No when ``adapter_folder`` is null (a configuration without an adapter, e.g.
-    ``hparams/baseline.yaml``) or the backbone starts at random
-    (``backbone_init: random``, the "w/o adapter training" ablation).
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded stage-2 hparams: ``adapter_folder``, and ``backbone_init`` when
-        ``adapter_folder`` is set.
-
-    Returns
-    -------
-    bool
-
-    Example
-    -------
-    >>> needs_adapter_stage({"adapter_folder": None})
-    False
-    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "random"})
-    False
-    >>> needs_adapter_stage({"adapter_folder": "a/model", "backbone_init": "teacher"})
-    True
-    """
-    if hparams["adapter_folder"] is None:
-        return False
-    return hparams["backbone_init"] != "random"
 
 
 def run_stage(recipe_dir, train_script, hparams_file, overrides, extra_args=()):
@@ -412,141 +299,6 @@ def cross_validate(
     if post_run is not None:
         post_run(stage2_folders, results_folder)
     return results
-
-
-def parse_cv_args(argv, default_folds, description):
-    """Command line of a recipe's ``cross_validate.py`` (see IEMOCAP's for usage)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data_folder", required=True, help="the corpus folder")
-    parser.add_argument(
-        "--output_folder", required=True, help="output_root of the runs"
-    )
-    parser.add_argument("--folds", type=int, nargs="+", default=list(default_folds))
-    parser.add_argument("--config", help="YAML with common/adapter/finetune overrides")
-    parser.add_argument(
-        "--overrides", default="{}", help="YAML mapping for both stages"
-    )
-    parser.add_argument(
-        "--adapter_overrides", default="{}", help="YAML mapping, stage 1"
-    )
-    parser.add_argument(
-        "--finetune_overrides", default="{}", help="YAML mapping, stage 2"
-    )
-    parser.add_argument("--adapter_hparams", default="hparams/adapter.yaml")
-    parser.add_argument("--finetune_hparams", default="hparams/finetune.yaml")
-    parser.add_argument("--skip_adapter", action="store_true", help="no stage 1")
-    parser.add_argument("--aggregate_only", action="store_true")
-    parser.add_argument("--results_folder", help="default: the output folder")
-    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
-    parser.add_argument(
-        "--no_report", action="store_true", help="do not write OUTPUT/report/"
-    )
-    return parser.parse_args(argv)
-
-
-@contextlib.contextmanager
-def driver_logging(log_file):
-    """Shows the driver's INFO messages on the console and appends them to ``log_file``.
-
-    The ``train.py`` subprocesses log on their own; without this the driver's lines
-    ("Fold 1: stage 1 skipped ...", "Running: ...", "Results: ...") went nowhere.
-
-    Example
-    -------
-    >>> path = getfixture("tmp_path") / "cv_log.txt"
-    >>> with driver_logging(path):
-    ...     logger.info("Fold 1: finished earlier")
-    >>> "Fold 1: finished earlier" in path.read_text()
-    True
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-    package = logging.getLogger(__name__.split(".")[0])
-    handlers = [logging.StreamHandler(), logging.FileHandler(log_file)]
-    previous_level = package.level
-    package.setLevel(logging.INFO)
-    for handler in handlers:
-        handler.setLevel(logging.INFO)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        package.addHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            package.removeHandler(handler)
-            handler.close()
-        package.setLevel(previous_level)
-
-
-def merge_overrides(sections, common, adapter, finetune):
-    """Merges the config file's sections with the command line's overrides.
-
-    Precedence, lowest first: the config's ``common`` section, its per-stage
-    section, ``--overrides`` (both stages), ``--adapter_overrides`` /
-    ``--finetune_overrides``: a value given on the command line always beats the
-    config file, also when the file sets it in a per-stage section.
-
-    Arguments
-    ---------
-    sections : dict
-        ``common``, ``adapter``, ``finetune`` mappings (:func:`read_cv_config`).
-    common, adapter, finetune : dict
-        The command line's ``--overrides``, ``--adapter_overrides``,
-        ``--finetune_overrides``.
-
-    Returns
-    -------
-    tuple of dict
-        (common, adapter, finetune) overrides for :func:`cross_validate`, whose
-        stage overrides are applied over the common ones.
-
-    Example
-    -------
-    >>> sections = {"common": {"lr": 0.1}, "adapter": {"number_of_epochs": 8},
-    ...             "finetune": {"number_of_epochs": 12}}
-    >>> merge_overrides(sections, {"number_of_epochs": 2}, {}, {"lr": 0.5})
-    ({'lr': 0.1, 'number_of_epochs': 2}, {}, {'lr': 0.5})
-    """
-    merged_common = {**sections["common"], **common}
-    merged = []
-    for stage, given in (("adapter", adapter), ("finetune", finetune)):
-        from_file = dict(sections[stage])
-        for key in set(from_file) & set(common):
-            logger.info(
-                "--overrides %s: %r replaces the config's %s value %r",
-                key,
-                common[key],
-                stage,
-                from_file.pop(key),
-            )
-        merged.append({**from_file, **given})
-    return (merged_common, *merged)
-
-
-def read_cv_config(path):
-    """Reads a config file of ``common``/``adapter``/``finetune`` override sections."""
-    sections = {"common": {}, "adapter": {}, "finetune": {}}
-    if path:
-        with open(path, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
-        unknown = set(loaded) - set(sections)
-        if unknown:
-            raise ValueError(f"{path}: unknown sections {sorted(unknown)}")
-        sections.update({k: v or {} for k, v in loaded.items()})
-    return sections
-
-
-def cv_command(recipe_dir, argv):
-    """The command line of a recipe's ``cross_validate.py``, run from the repository.
-
-    Example
-    -------
-    >>> cv_command("/x/recipes/EmoDB", ["--folds", "1", "2", "--overrides={a: 1}"])
-    "python recipes/EmoDB/cross_validate.py --folds 1 2 '--overrides={a: 1}'"
-    """
-    script = (
-        f"recipes/{os.path.basename(os.path.normpath(recipe_dir))}/cross_validate.py"
-    )
-    return shlex.join(["python", script, *argv])
 
 
 def cross_validate_main(

@@ -39,6 +39,7 @@ RUN_KEYS = (
     "checkpoints_to_keep",
     "extraction_batch_seconds",
     "nonfinite_patience",
+    "sync_interval",
     "find_unused_parameters",
     "train_dataloader_opts",
     "test_dataloader_opts",

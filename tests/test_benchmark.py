@@ -50,6 +50,29 @@ def test_tiny_report_has_every_figure(tiny_report):
         if isinstance(value, float):
             assert math.isfinite(value), dotted
     assert len(derived["targets"]) == 5
+    # The headline figures under plain top-level keys of benchmarks.json.
+    for key in (
+        "bf16_speedup_stage1",
+        "bf16_speedup_stage2",
+        "stage1_bf16_peak_share",
+        "kmeans_share_of_step",
+        "stage1_vs_encoder_in_loop",
+    ):
+        assert document[key] == derived["headline"][key] > 0, key
+        assert key in document["headline_notes"], key
+    precision = derived["precision"]
+    assert document["bf16_speedup_stage1"] == (
+        precision["stage1"]["fp32"]["median"] / precision["stage1"]["bf16"]["median"]
+    )
+    assert precision["matmul_peak"]["bf16"] > 0 and precision["matmul_peak"]["fp32"] > 0
+    kmeans = precision["kmeans"]
+    assert kmeans["frames"] == SIZES["tiny"].paper_batch * precision["shape"]["frames"]
+    assert document["kmeans_share_of_step"] == (
+        kmeans["update_reused"] / precision["stage1"]["bf16"]["median"]
+    )
+    # No Whisper encoder in the benchmark yet: a marked null, with the reason.
+    assert document["whisper_native_vs_pad30"] is None
+    assert "Whisper" in document["headline_notes"]["whisper_native_vs_pad30"]
     for target in derived["targets"]:
         assert isinstance(target["holds_now"], bool), target
         assert isinstance(target["holds_with_levers"], bool), target
@@ -76,6 +99,7 @@ def test_tiny_report_markdown(tiny_report):
         "## c. Trainable parameters",
         "## d. Padding waste",
         "## e. Achieved FLOP/s",
+        "## g. bf16 autocast against float32",
         "## f. Scaling with corpus size",
         "## The paper protocol on this machine",
         "## Closing note",

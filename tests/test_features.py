@@ -190,10 +190,10 @@ def test_a_killed_run_leaves_complete_files_and_resumes(
             raise KeyboardInterrupt  # killed in the middle of the third file
         real_save(file, arr, **kwargs)
 
-    monkeypatch.setattr(features.np, "save", dying_save)
+    monkeypatch.setattr(np, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         _extract(FbankEncoder(), tiny_corpus, cache_dir, batch_seconds=0.1)
-    monkeypatch.setattr(features.np, "save", real_save)
+    monkeypatch.setattr(np, "save", real_save)
     assert _temp_files(cache_dir) == []
     written = sorted((cache_dir / "feats").glob("*.npy"))
     assert len(written) == 2

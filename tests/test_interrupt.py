@@ -34,7 +34,14 @@ TESTS = Path(__file__).resolve().parent
 
 EPOCHS = 3
 CKPT_EVERY = {"ckpt_interval_steps": 2, "ckpt_interval_minutes": 0}
-ADAPTER = {"number_of_epochs": EPOCHS, "num_prototypes": 8, "reseed_after": 3}
+# Stage 1 on the labelled training utterances (7 steps per epoch, the step counts
+# below), so that every fold's stage-1 set lies in the cache fold 1 builds.
+ADAPTER = {
+    "number_of_epochs": EPOCHS,
+    "num_prototypes": 8,
+    "reseed_after": 3,
+    "adapter_data": "labelled",
+}
 FINETUNE = {"number_of_epochs": EPOCHS}
 
 LAUNCHER = '''"""train.py with an injected SIGKILL (written by tests/test_interrupt.py).

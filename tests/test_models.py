@@ -421,6 +421,27 @@ def test_dead_prototype_is_reseeded():
     assert la.update(batches[0], generator=g)["dead"] == 0
 
 
+def test_update_with_given_assignment_equals_reassigning():
+    """The Brain's eqn-4 pseudo-labels reused for eqn 5 give the same k-means step."""
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(40, 3, generator=g) for _ in range(4)]
+    fresh = LocalAttributes(num_prototypes=5, dim=3, reseed_after=1)
+    reused = LocalAttributes(num_prototypes=5, dim=3, reseed_after=1)
+    for la in (fresh, reused):
+        la.initialize(batches[0], generator=torch.Generator().manual_seed(0))
+    g_fresh, g_reused = (torch.Generator().manual_seed(1) for _ in range(2))
+    for batch in batches:
+        expected = fresh.update(batch, generator=g_fresh)
+        got = reused.update(batch, generator=g_reused, assignment=reused.assign(batch))
+        assert {k: float(v) for k, v in got.items()} == {
+            k: float(v) for k, v in expected.items()
+        }
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(reused.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="match"):
+        reused.update(batches[0], assignment=reused.assign(batches[1][:7]))
+
+
 def test_local_attributes_state_dict_round_trip():
     la = LocalAttributes(num_prototypes=5, dim=3, reseed_after=4)
     la.update(torch.randn(20, 3), generator=torch.Generator().manual_seed(0))

@@ -13,6 +13,7 @@ teacher takes an EMA step and the prototypes a mini-batch k-means step on the te
 frames.
 """
 
+import math
 import os
 
 import speechbrain as sb
@@ -119,9 +120,12 @@ class AdapterBrain(ProgressBrain):
         teacher_frames = z_t[valid].float()  # [N, 384]
         if not bool(attributes.initialized):
             attributes.initialize(teacher_frames)
-        # Pseudo-labels: nearest local attribute of each teacher frame (eqn 4).
+        # Pseudo-labels: nearest local attribute of each teacher frame (eqn 4);
+        # the k-means step (eqn 5) after the optimiser step reuses this assignment.
+        assignment = attributes.assign(teacher_frames)
+        predictions["assignment"] = assignment
         targets = torch.zeros(mask.shape, dtype=torch.long, device=self.device)
-        targets[valid] = attributes.assign(teacher_frames)[0]
+        targets[valid] = assignment[0]
 
         l_rec = reconstruction_loss(z_t, z_s, mask)
         l_pce = pseudo_ce_loss(
@@ -147,14 +151,20 @@ class AdapterBrain(ProgressBrain):
         return loss
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """After an optimiser step: EMA teacher step (eqn 2), k-means step (eqn 5)."""
+        """After an optimiser step: EMA teacher step (eqn 2), k-means step (eqn 5).
+
+        The k-means step reuses the assignment of the teacher frames computed for
+        the pseudo-labels (the prototypes have not moved since).
+        """
         if not should_step:
             return
         ema_update_(
             self.modules.teacher, unwrap(self.modules.student), self.hparams.ema_alpha
         )
         teacher_frames = outputs["z_teacher"][outputs["valid"]].float()
-        stats = unwrap(self.modules.local_attributes).update(teacher_frames)
+        stats = unwrap(self.modules.local_attributes).update(
+            teacher_frames, assignment=outputs["assignment"]
+        )
         self._accumulate(
             sb.Stage.TRAIN,
             L_VQ=stats["distortion"],
@@ -165,17 +175,36 @@ class AdapterBrain(ProgressBrain):
         )
 
     def _accumulate(self, stage, **values):
-        """Running sums for the epoch averages."""
+        """Running sums for the epoch averages, on the device (no host sync).
+
+        Tensors are summed where they are; :meth:`sync_epoch_state` reads them.
+        """
         sums = self.stage_sums.setdefault(stage, {})
         for key, value in values.items():
-            value = float(value)
-            if not torch.isfinite(torch.tensor(value)):
-                raise ValueError(f"Non-finite {key} at step {self.step}; stopping")
+            if isinstance(value, torch.Tensor):
+                value = value.detach().double()
             total, count = sums.get(key, (0.0, 0))
             sums[key] = (total + value, count + 1)
 
-    def _averages(self, stage):
+    def sync_epoch_state(self):
+        """Reads the training sums into Python numbers; raises on a non-finite one."""
+        self._read_sums(sb.Stage.TRAIN)
+
+    def _read_sums(self, stage):
+        """The stage's running sums as Python numbers (one host sync)."""
         sums = self.stage_sums.get(stage, {})
+        on_device = [key for key, (total, _) in sums.items() if torch.is_tensor(total)]
+        if on_device:
+            totals = torch.stack([sums[key][0] for key in on_device]).tolist()
+            for key, total in zip(on_device, totals, strict=True):
+                sums[key] = (total, sums[key][1])
+        for key, (total, _) in sums.items():
+            if not math.isfinite(total):
+                raise ValueError(f"Non-finite {key} by step {self.step}; stopping")
+        return sums
+
+    def _averages(self, stage):
+        sums = self._read_sums(stage)
         return {
             key.rstrip("_"): total / max(count, 1)
             for key, (total, count) in sums.items()
@@ -198,6 +227,7 @@ class AdapterBrain(ProgressBrain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the epoch's averages and saves a checkpoint."""
+        stage_loss = self.training_loss(stage, stage_loss)
         stats = {"loss": stage_loss, **self._averages(stage)}
         if stage == sb.Stage.TRAIN:
             self.check_replicas()

@@ -9,6 +9,9 @@
   right averages.
 * Under DDP, a check that every rank holds the same replicated modules
   (:meth:`ProgressBrain.check_replicas`).
+* No per-step host sync: the training loss, its finiteness and each Brain's running
+  statistics stay on the device and are read once every ``sync_interval`` steps
+  (:meth:`ProgressBrain.synchronise`), as a GPU needs.
 """
 
 import hashlib
@@ -39,13 +42,23 @@ class ProgressBrain(sb.Brain):
     resetting them. ``replicated_modules`` names the modules that must be identical
     on every DDP rank (:meth:`check_replicas`).
 
-    Expects ``hparams.epoch_counter`` and ``hparams.lr_schedule``.
+    Training steps do not wait for the device: the running loss, the count of
+    non-finite losses and the subclasses' statistics are summed on the device and
+    read by :meth:`synchronise` every ``hparams.sync_interval`` steps, at the end
+    of the epoch and before every checkpoint. A non-finite loss therefore stops
+    training (after ``nonfinite_patience`` of them, as ``sb.Brain``) at the next
+    synchronisation, at most ``sync_interval - 1`` steps after it happened.
+
+    Expects ``hparams.epoch_counter``, ``hparams.lr_schedule`` and
+    ``hparams.sync_interval``.
     """
 
     steps_per_epoch = None
     has_valid_set = False
     current_stage = None
     replicated_modules = ()
+    _pending = None  # device-side running values since the last synchronise()
+    _synced_step = 0  # the in-epoch step of the last synchronise()
 
     def fit(
         self,
@@ -112,11 +125,105 @@ class ProgressBrain(sb.Brain):
         self.current_stage = stage
         if stage == sb.Stage.TRAIN and self.step > 0:
             return
+        self._pending, self._synced_step = None, 0
         self.reset_epoch_state(stage)
+
+    # ------------------------------------------------------------ host syncs
+
+    def fit_batch(self, batch):
+        """As ``sb.Brain.fit_batch``, but the loss it returns stays on the device."""
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(batch, should_step)
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
+                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            scaled_loss = self.scaler.scale(loss / self.grad_accumulation_factor)
+            self.check_loss_isfinite(scaled_loss)
+            scaled_loss.backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, outputs, loss, should_step)
+        return loss.detach()
+
+    def _pend(self, key, value):
+        """Adds a device tensor to the running values read by :meth:`synchronise`."""
+        if self._pending is None:
+            self._pending = {}
+        value = value.detach().double()
+        pending = self._pending.get(key)
+        self._pending[key] = value if pending is None else pending + value
+
+    def check_loss_isfinite(self, loss):
+        """Counts a non-finite loss on the device; :meth:`synchronise` acts on it."""
+        self._pend("nonfinite", ~torch.isfinite(loss.detach()))
+
+    def update_average(self, loss, avg_loss):
+        """Training: sums the loss on the device, synchronising every
+        ``sync_interval`` steps and at the last step of the epoch; evaluation as
+        ``sb.Brain``."""
+        if self.current_stage != sb.Stage.TRAIN:
+            return super().update_average(loss, avg_loss)
+        self._pend("loss", torch.where(torch.isfinite(loss), loss, 0.0))
+        if (
+            self.step % self.hparams.sync_interval == 0
+            or self.step == self.steps_per_epoch
+        ):
+            self.synchronise()
+        return self.avg_train_loss
+
+    def synchronise(self):
+        """Reads the device-side running values (one host sync).
+
+        Folds the summed losses into ``avg_train_loss`` (the mean of the epoch's
+        finite losses so far, as ``sb.Brain``'s running average), lets the subclass
+        read its statistics (:meth:`sync_epoch_state`) and raises, as
+        ``sb.Brain.check_loss_isfinite``, once more than ``nonfinite_patience``
+        non-finite losses were seen this epoch.
+        """
+        pending = self._pending or {}
+        if pending:  # one device-to-host copy of every pending value
+            values = torch.stack(list(pending.values())).tolist()
+            pending = dict(zip(pending, values, strict=True))
+        self._pending = None
+        if self.step > self._synced_step:
+            self.avg_train_loss = (
+                self.avg_train_loss * self._synced_step + pending.get("loss", 0.0)
+            ) / self.step
+        first_step, self._synced_step = self._synced_step + 1, self.step
+        self.sync_epoch_state()
+        nonfinite = int(pending.get("nonfinite", 0.0))
+        if nonfinite:
+            self.nonfinite_count += nonfinite
+            if self.nonfinite_count > self.nonfinite_patience:
+                raise ValueError(
+                    f"Loss is not finite ({nonfinite} time(s) in steps {first_step}"
+                    f"-{self.step} of epoch {self.hparams.epoch_counter.current}) "
+                    "and patience is exhausted. To debug, wrap `fit()` with "
+                    "autograd's `detect_anomaly()`"
+                )
+            logger.warning("Non-finite loss: patience not yet exhausted.")
+
+    def sync_epoch_state(self):
+        """Reads the subclass's device-side statistics; called by :meth:`synchronise`."""
+
+    def training_loss(self, stage, stage_loss):
+        """The stage loss to log: for training, synchronised first.
+
+        ``sb.Brain`` passes ``avg_train_loss`` to ``on_stage_end`` as it stood before
+        the call, which misses the last steps when an epoch stops early (debug mode,
+        an optimiser-step limit); subclasses call this first in ``on_stage_end``.
+        """
+        if stage != sb.Stage.TRAIN:
+            return stage_loss
+        self.synchronise()
+        return self.avg_train_loss
 
     @sb.utils.checkpoints.mark_as_saver
     def _save(self, path):
         """Saves the in-epoch step, running loss and epoch state (JSON)."""
+        if self.current_stage == sb.Stage.TRAIN:
+            self.synchronise()
         state = {
             "step": self.step,
             "avg_train_loss": float(self.avg_train_loss),
@@ -146,6 +253,7 @@ class ProgressBrain(sb.Brain):
             return
         self.step = state["step"]
         self.avg_train_loss = state["avg_train_loss"]
+        self._pending, self._synced_step = None, self.step
         self.load_epoch_state(state.get("epoch_state", {}))
 
     # ------------------------------------------------------------ schedules

@@ -54,16 +54,12 @@ class UtteranceClassifierBrain(ProgressBrain):
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def compute_objectives(self, predictions, batch, stage):
-        """Cross-entropy; evaluation stages also keep the predictions."""
+        """Cross-entropy; the predictions are kept on the device (no host sync)."""
         logits = predictions["logits"]
         targets = batch.emo_encoded.data.view(-1)  # [B]
-        loss = F.cross_entropy(logits, targets)
+        loss = F.cross_entropy(logits.float(), targets)  # float32 under autocast
         self.outputs.append(
-            (
-                list(batch.id),
-                targets.cpu(),
-                logits.detach().float().softmax(dim=-1).cpu(),
-            )
+            (list(batch.id), targets, logits.detach().float().softmax(dim=-1))
         )
         return loss
 
@@ -93,8 +89,8 @@ class UtteranceClassifierBrain(ProgressBrain):
     def gather_predictions(self):
         """The stage's predictions: ids, true indices ``[N]``, probabilities ``[N, C]``."""
         ids = [i for batch_ids, _, _ in self.outputs for i in batch_ids]
-        targets = torch.cat([t for _, t, _ in self.outputs]).numpy()
-        probs = torch.cat([p for _, _, p in self.outputs]).numpy()
+        targets = torch.cat([t.cpu() for _, t, _ in self.outputs]).numpy()
+        probs = torch.cat([p.cpu() for _, _, p in self.outputs]).numpy()
         return ids, targets, probs
 
     def stage_scores(self, stage_loss):
@@ -105,6 +101,7 @@ class UtteranceClassifierBrain(ProgressBrain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, checkpoints, and writes the evaluation files."""
+        stage_loss = self.training_loss(stage, stage_loss)
         stats = self.stage_scores(stage_loss)
         if stage == sb.Stage.TRAIN:
             self.check_replicas()

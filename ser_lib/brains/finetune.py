@@ -77,9 +77,8 @@ class FinetuneBrain(UtteranceClassifierBrain):
         feats, lengths = batch.feats  # [B, T, input_dim], [B] relative
         frame_mask = None
         if stage == sb.Stage.TRAIN and self.hparams.augment_mask_fraction > 0:
-            is_copy = torch.as_tensor(
-                batch.augment, dtype=torch.bool, device=self.device
-            )
+            # On the host: deciding whether to mask needs no device sync.
+            is_copy = torch.as_tensor(batch.augment, dtype=torch.bool, device="cpu")
             if bool(is_copy.any()):
                 frame_mask = augmentation_mask(
                     lengths, feats.shape[1], is_copy, self.hparams.augment_mask_fraction

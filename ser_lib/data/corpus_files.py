@@ -3,8 +3,9 @@
 What the ``<corpus>_prepare.py`` scripts share when they turn a corpus's layout into
 utterance dicts (see :mod:`ser_lib.data.preparation`): the folder checks and the
 listing of the audio files, the decoding of file names made of codes, the utterance
-dict of one audio file and the opening of a CSV label table. A prepare script keeps
-only what is specific to its corpus: the patterns, the code tables, the columns.
+dict of one audio file, the opening of a CSV label table and the spellings of the
+gender. A prepare script keeps only what is specific to its corpus: the patterns,
+the code tables, the columns.
 
 Authors
  * ser_lib contributors 2025
@@ -14,15 +15,109 @@ import contextlib
 import csv
 import os
 
-from ser_lib.data.preparation import check_folder, list_audio_files
-
 __all__ = [
     "audio_utterance",
     "check_codes",
+    "check_folder",
     "corpus_audio_files",
     "csv_table",
+    "list_audio_files",
     "match_file_name",
+    "normalise_gender",
 ]
+
+GENDER_VALUES = {
+    "f": "F",
+    "female": "F",
+    "w": "F",
+    "woman": "F",
+    "m": "M",
+    "male": "M",
+    "man": "M",
+}
+"""Lower-cased gender spellings -> ``F``/``M``; anything else is unknown (``U``)."""
+
+UNKNOWN_GENDER = "U"
+"""The gender written when a corpus does not give it."""
+
+
+def check_folder(path, description):
+    """Raises ``FileNotFoundError`` naming ``path`` when it is not a folder.
+
+    Arguments
+    ---------
+    path : str
+        The folder that must exist.
+    description : str
+        What it is, for the message (e.g. ``"RAVDESS data_folder"``).
+
+    Example
+    -------
+    >>> check_folder("/nonexistent/AudioWAV", "CREMA-D audio folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: CREMA-D audio folder not found: /nonexistent/AudioWAV
+    """
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{description} not found: {path}")
+
+
+def list_audio_files(folder, extension=".wav"):
+    """Sorted paths of the audio files directly inside ``folder``.
+
+    Sub-folders, hidden files and AppleDouble ``._*`` files are skipped, as are files
+    with another extension (compared case-insensitively).
+
+    Arguments
+    ---------
+    folder : str
+        The folder to list.
+    extension : str
+        The audio file extension.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for name in ("b.wav", "a.WAV", "._a.wav", ".DS_Store", "notes.txt"):
+    ...     open(os.path.join(folder, name), "w").close()
+    >>> [os.path.basename(p) for p in list_audio_files(folder)]
+    ['a.WAV', 'b.wav']
+    """
+    paths = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            if entry.name.lower().endswith(extension.lower()):
+                paths.append(entry.path)
+    return sorted(paths)
+
+
+def normalise_gender(value):
+    """``F``, ``M``, or ``U`` (unknown) from a corpus's spelling of the gender.
+
+    Arguments
+    ---------
+    value : str or None
+        E.g. ``"Female"``, ``"m"``, ``"Unknown"``, ``""``.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> [normalise_gender(v) for v in ("Female", "m", "Unknown", "", None)]
+    ['F', 'M', 'U', 'U', 'U']
+    """
+    if value is None:
+        return UNKNOWN_GENDER
+    return GENDER_VALUES.get(str(value).strip().lower(), UNKNOWN_GENDER)
 
 
 def corpus_audio_files(data_folder, corpus, audio_folder):

@@ -15,8 +15,8 @@ Everything after that is here and is the same for every corpus;
    (:func:`ser_lib.data.folds.write_group_folds`) and, last, the marker.
 
 The scripts' command lines are in :mod:`ser_lib.data.prepare_script`; reading a
-corpus's own files (folders, coded names, label tables) in
-:mod:`ser_lib.data.corpus_files`.
+corpus's own files (folder checks, audio listing, coded names, label tables, gender
+spellings) in :mod:`ser_lib.data.corpus_files`.
 
 Utterances are dicts with ``ID``, ``label`` (raw label), ``spk_id``, ``gender``
 (``F``, ``M`` or ``U`` for unknown; see :func:`normalise_gender`), ``style``,
@@ -38,6 +38,13 @@ from ser_lib.data.class_map import (
     class_names,
     unlabelled_utterances,
 )
+from ser_lib.data.corpus_files import (
+    GENDER_VALUES,
+    UNKNOWN_GENDER,
+    check_folder,
+    list_audio_files,
+    normalise_gender,
+)
 from ser_lib.data.folds import (
     ADAPTER_DATA,
     adapter_manifest_name,
@@ -54,102 +61,25 @@ from ser_lib.data.manifest import (
 )
 from ser_lib.data.speaker_folds import assign_folds
 
+__all__ = [
+    "SPLITS",
+    "already_prepared",
+    "fold_files",
+    "log_counts",
+    "manifest_rows",
+    "prepare_corpus",
+    "write_prepared_corpus",
+    # Moved to ser_lib.data.corpus_files, importable from here:
+    "GENDER_VALUES",
+    "UNKNOWN_GENDER",
+    "check_folder",
+    "list_audio_files",
+    "normalise_gender",
+]
+
 logger = get_logger(__name__)
 
-GENDER_VALUES = {
-    "f": "F",
-    "female": "F",
-    "w": "F",
-    "woman": "F",
-    "m": "M",
-    "male": "M",
-    "man": "M",
-}
-"""Lower-cased gender spellings -> ``F``/``M``; anything else is unknown (``U``)."""
-
-UNKNOWN_GENDER = "U"
-"""The gender written when a corpus does not give it."""
-
 SPLITS = ("train", "valid", "test")
-
-
-def check_folder(path, description):
-    """Raises ``FileNotFoundError`` naming ``path`` when it is not a folder.
-
-    Arguments
-    ---------
-    path : str
-        The folder that must exist.
-    description : str
-        What it is, for the message (e.g. ``"RAVDESS data_folder"``).
-
-    Example
-    -------
-    >>> check_folder("/nonexistent/AudioWAV", "CREMA-D audio folder")
-    Traceback (most recent call last):
-    ...
-    FileNotFoundError: CREMA-D audio folder not found: /nonexistent/AudioWAV
-    """
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{description} not found: {path}")
-
-
-def list_audio_files(folder, extension=".wav"):
-    """Sorted paths of the audio files directly inside ``folder``.
-
-    Sub-folders, hidden files and AppleDouble ``._*`` files are skipped, as are files
-    with another extension (compared case-insensitively).
-
-    Arguments
-    ---------
-    folder : str
-        The folder to list.
-    extension : str
-        The audio file extension.
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> for name in ("b.wav", "a.WAV", "._a.wav", ".DS_Store", "notes.txt"):
-    ...     open(os.path.join(folder, name), "w").close()
-    >>> [os.path.basename(p) for p in list_audio_files(folder)]
-    ['a.WAV', 'b.wav']
-    """
-    paths = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            if entry.name.lower().endswith(extension.lower()):
-                paths.append(entry.path)
-    return sorted(paths)
-
-
-def normalise_gender(value):
-    """``F``, ``M``, or ``U`` (unknown) from a corpus's spelling of the gender.
-
-    Arguments
-    ---------
-    value : str or None
-        E.g. ``"Female"``, ``"m"``, ``"Unknown"``, ``""``.
-
-    Returns
-    -------
-    str
-
-    Example
-    -------
-    >>> [normalise_gender(v) for v in ("Female", "m", "Unknown", "", None)]
-    ['F', 'M', 'U', 'U', 'U']
-    """
-    if value is None:
-        return UNKNOWN_GENDER
-    return GENDER_VALUES.get(str(value).strip().lower(), UNKNOWN_GENDER)
 
 
 def manifest_rows(utterances, data_folder, corpus, max_listed_missing=5):

@@ -244,7 +244,7 @@ class LocalAttributes(nn.Module):
         Example
         -------
         >>> la = LocalAttributes(num_prototypes=2, dim=2)
-        >>> la.update(torch.tensor([[0.0, 0.0], [5.0, 5.0]]))["used"] >= 1
+        >>> int(la.update(torch.tensor([[0.0, 0.0], [5.0, 5.0]]))["used"]) >= 1
         True
         >>> la.assign(la.prototypes + 0.1)[0].tolist()
         [0, 1]
@@ -321,13 +321,14 @@ class LocalAttributes(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def update(self, z, generator=None):
+    def update(self, z, generator=None, assignment=None):
         """One mini-batch k-means step on the (valid) teacher frames of a batch.
 
         Initialises the prototypes from K random frames on the first call,
-        assigns every frame (eqn 4), moves every used prototype with the
-        rate of eqn 5 (``n_k / N_k``, or ``1 - decay`` with ``update="ema"``) and
-        re-seeds dead prototypes. Runs in float32 with autocast off.
+        assigns every frame (eqn 4) unless ``assignment`` already gives it,
+        moves every used prototype with the rate of eqn 5 (``n_k / N_k``, or
+        ``1 - decay`` with ``update="ema"``) and re-seeds dead prototypes. Runs in
+        float32 with autocast off.
 
         Under torch.distributed (initialised process group) the per-prototype
         sums and counts and the distortion totals are all-reduced (SUM) before
@@ -342,6 +343,10 @@ class LocalAttributes(nn.Module):
         generator : torch.Generator, optional
             Random generator for initialisation and re-seeding; torch's default
             CPU generator when omitted.
+        assignment : tuple of torch.Tensor, optional
+            ``(idx, dist2)`` as returned by :meth:`assign` for these frames
+            with the current prototypes (e.g. the pseudo-labels of eqn 4 the
+            step already computed); reused instead of assigning again.
 
         Returns
         -------
@@ -352,23 +357,41 @@ class LocalAttributes(nn.Module):
             move); ``perplexity``: exp of the entropy of the batch's assignment
             histogram; ``used``: prototypes used by the batch; ``dead``:
             prototypes unused for more than ``reseed_after`` steps (before
-            re-seeding); ``reseeded``: prototypes re-seeded. All Python numbers,
-            global over ranks.
+            re-seeding); ``reseeded``: prototypes re-seeded. All 0-dim tensors
+            on the prototypes' device (reading them is left to the caller, so
+            a step needs no host sync for them), global over ranks.
 
         Example
         -------
         >>> la = LocalAttributes(num_prototypes=4, dim=2, reseed_after=5)
         >>> stats = la.update(torch.randn(20, 2), generator=torch.Generator().manual_seed(1))
-        >>> int(la.step), float(la.counts.sum()), 1 <= stats["used"] <= 4
+        >>> int(la.step), float(la.counts.sum()), 1 <= int(stats["used"]) <= 4
         (1, 20.0, True)
+        >>> z = torch.randn(20, 2)
+        >>> _ = la.update(z, assignment=la.assign(z))  # eqn 4 computed once
+        >>> int(la.step)
+        2
         """
         self._check_frames(z, "update")
         distributed = _distributed()
         z = z.detach().to(device=self.prototypes.device, dtype=self.prototypes.dtype)
         if not bool(self.initialized):
+            if assignment is not None:
+                raise ValueError(
+                    "LocalAttributes.update: an assignment was given before the "
+                    "prototypes were initialised"
+                )
             self.initialize(z, generator=generator)
 
-        idx, dist2 = self.assign(z)
+        if assignment is None:
+            assignment = self.assign(z)
+        idx, dist2 = (t.to(z.device) for t in assignment)
+        if idx.shape != z.shape[:1] or dist2.shape != z.shape[:1]:
+            raise ValueError(
+                "LocalAttributes.update: assignment shapes "
+                f"{tuple(idx.shape)}, {tuple(dist2.shape)} do not match "
+                f"{z.shape[0]} frames"
+            )
         sums = z.new_zeros(self.num_prototypes, self.dim).index_add_(0, idx, z)
         batch_counts = torch.bincount(idx, minlength=self.num_prototypes).to(
             self.counts.dtype
@@ -396,7 +419,8 @@ class LocalAttributes(nn.Module):
         self.step += 1
         self.last_used[used] = self.step
         dead = (self.step - self.last_used) > self.reseed_after
-        num_dead = int(dead.sum())
+        dead_count = dead.sum()
+        num_dead = int(dead_count)  # the step's one host sync: re-seed or not
         if num_dead > 0:
             self.prototypes[dead] = self._random_frames(
                 z, num_dead, generator, distributed
@@ -404,14 +428,14 @@ class LocalAttributes(nn.Module):
             self.counts[dead] = 0.0
             self.last_used[dead] = self.step
 
-        probs = batch_counts[used] / batch_counts.sum()
-        perplexity = torch.exp(-(probs * probs.log()).sum())
+        probs = batch_counts / batch_counts.sum()
+        perplexity = torch.exp(-torch.special.xlogy(probs, probs).sum())
         return {
-            "distortion": float(totals[0] / totals[1]),
-            "perplexity": float(perplexity),
-            "used": int(used.sum()),
-            "dead": num_dead,
-            "reseeded": num_dead,
+            "distortion": totals[0] / totals[1],
+            "perplexity": perplexity,
+            "used": used.sum(),
+            "dead": dead_count,
+            "reseeded": dead_count.clone(),
         }
 
     def cosine_logits(self, z, tau):

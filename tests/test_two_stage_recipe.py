@@ -1,0 +1,225 @@
+"""End to end: one tiny fold of the two-stage adapter recipe on the synthetic IEMOCAP.
+
+Runs ``cross_validate.py`` as a user does (subprocesses, hparams files plus
+overrides) with a tiny random wav2vec 2.0 (layer-norm, pre-LN: XLS-R-like): stage 1
+(SER + CTC, the encoder fine-tuned) then stage 2 (frozen encoder with LoRA and
+bottleneck adapters, emotion + gender + style, shared fusion, SCL_cos).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import save_tiny_ssl_model
+
+from ser_lib.synth.mini_iemocap import make_mini_iemocap
+
+RECIPE = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "recipes", "IEMOCAP", "two_stage")
+)
+
+TINY = {
+    "encoder_dim": 32,
+    "encoder_name": "tiny",
+    "number_of_epochs": 1,
+    "batch_size": 4,
+    "num_buckets": 2,
+    "precision": "fp32",
+    "eval_batch_size": 4,
+}
+STAGE2 = {
+    "lora_rank": 2,
+    "lora_alpha": 2,
+    "bottleneck_dim": 4,
+    "task_adapter_dim": 4,
+    "embedding_dim": 8,
+    "fusion": "shared",
+    "scl": "cos",
+}
+
+
+@pytest.fixture(scope="module")
+def fold1(tmp_path_factory):
+    """Both stages of fold 1 through the cross-validation driver."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    root = tmp_path_factory.mktemp("two_stage")
+    summary = make_mini_iemocap(
+        root / "corpus",
+        seed=0,
+        improvised_per_session=1,
+        scripted_per_session=1,
+        utterances_per_dialog=4,
+    )
+    model_dir = save_tiny_ssl_model(
+        root / "tiny_w2v2", Wav2Vec2Config, Wav2Vec2Model, "layer", do_normalize=True
+    )
+    out = root / "results"
+    overrides = json.dumps({**TINY, "encoder_source": model_dir})
+    cmd = [
+        sys.executable,
+        "cross_validate.py",
+        f"--data_folder={summary['path']}",
+        f"--output_folder={out}",
+        "--folds",
+        "1",
+        f"--overrides={overrides}",
+        f"--stage_overrides={json.dumps({'stage2': STAGE2})}",
+        "--no_report",
+    ]
+    result = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    fold = out / "tiny_all" / "fold1"
+    return {
+        "out": out,
+        "fold": fold,
+        "model_dir": model_dir,
+        "cmd": cmd,
+        "corpus": summary["path"],
+    }
+
+
+def test_stage1_reports_wer_and_exports_encoder(fold1):
+    stage1 = fold1["fold"] / "stage1_ser_asr"
+    metrics = json.loads((stage1 / "metrics.json").read_text())
+    assert 0.0 <= metrics["WER"] and 0.0 <= metrics["UA"] <= 100.0
+    assert {"UA_improvised", "UA_scripted"} & set(metrics)  # per-style emotion UA
+    assert (stage1 / "encoder" / "config.json").is_file()
+    assert (stage1 / "heads.ckpt").is_file() and (stage1 / "done.json").is_file()
+    chars = (stage1 / "chars.txt").read_text()
+    assert "'<blank>' => 0" in chars
+    # The encoder was trained: its transformer weights moved, its CNN did not.
+    tuned = torch.load(stage1 / "heads.ckpt", weights_only=True)
+    assert "branches.emotion.projection.weight" in tuned
+
+
+def test_stage2_reports_auxiliary_tasks_and_keeps_the_encoder(fold1):
+    stage2 = fold1["fold"] / "stage2_shared_scl-cos"
+    metrics = json.loads((stage2 / "metrics.json").read_text())
+    assert {"UA", "WA", "gender_UA", "style_UA"} <= set(metrics)
+    assert "WER" not in metrics
+    assert (stage2 / "done.json").is_file() and not (stage2 / "encoder").exists()
+    results = json.loads((fold1["out"] / "cv_results.json").read_text())
+    assert [row["fold"] for row in results["folds"]] == [1]
+    assert results["mean"]["UA"] == pytest.approx(metrics["UA"])
+
+
+def test_single_stage_adapters_with_asr(fold1):
+    """Table 1 "Adapters, SER + ASR": stage 2's YAML on the pretrained encoder."""
+    single = {
+        **STAGE2,
+        "adapted_encoder": fold1["model_dir"],
+        "warm_start_heads": None,
+        "asr": True,
+        "aux_tasks": [],
+        "fusion": "none",
+        "scl": "none",
+        "stage2_name": "single_adapters_ser_asr",
+    }
+    cmd = [a for a in fold1["cmd"] if not a.startswith("--stage_overrides")]
+    cmd += ["--stages=stage2", f"--stage_overrides={json.dumps({'stage2': single})}"]
+    cmd += [f"--results_folder={fold1['out'] / 'single'}"]
+    result = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-6000:]
+    folder = fold1["fold"] / "single_adapters_ser_asr"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "WER" in metrics and "gender_UA" not in metrics
+    assert (folder / "chars.txt").is_file()
+
+
+def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):
+    from ser_lib.inloop.encoder import TrainableHFEncoder
+    from ser_lib.models.encoder_adapters import (
+        AdaptedOutputLinear,
+        AdapterInsertion,
+        DropoutLoRA,
+        with_adapters,
+    )
+
+    source = fold1["fold"] / "stage1_ser_asr" / "encoder"
+    settings = dict(freeze_all=True, do_normalize=True, mask_time_prob=0.0)
+    stage1 = TrainableHFEncoder(source, **settings).eval()
+    stage2 = with_adapters(
+        TrainableHFEncoder(source, **settings),
+        [
+            AdapterInsertion(
+                DropoutLoRA, ["*encoder.layers.*.attention.[qv]_proj"], rank=2, alpha=2
+            ),
+            AdapterInsertion(
+                AdaptedOutputLinear,
+                ["*encoder.layers.*.feed_forward.output_dense"],
+                bottleneck_size=4,
+            ),
+        ],
+    ).eval()
+    wavs, lens = torch.randn(2, 8000), torch.tensor([1.0, 0.7])
+    with torch.no_grad():
+        expected, _ = stage1(wavs, lens)
+        got, _ = stage2(wavs, lens)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    trainable = [n for n, p in stage2.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 * 2 * 2 + 2 * 6  # LoRA A, B on q, v; LN + 2 linears
+
+
+@pytest.fixture(scope="module")
+def emodb_fold1(tmp_path_factory):
+    """Both stages of EmoDB fold 1 with a tiny random Whisper and German texts."""
+    from fixtures_corpora import make_emodb_fixture
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    root = tmp_path_factory.mktemp("two_stage_emodb")
+    corpus = make_emodb_fixture(root, texts=("a01", "a04"))
+    with open(
+        os.path.join(corpus["data_folder"], "texts.csv"), "w", encoding="utf-8"
+    ) as f:
+        f.write("code,text\na01,Der Lappen liegt auf dem Eisschrank.\n")
+        f.write("a04,Heute abend könnte ich es ihm sagen.\n")
+    config = WhisperConfig(
+        d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        num_mel_bins=80, max_source_positions=1500, vocab_size=100, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    model_dir = root / "tiny_whisper"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        WhisperModel(config).save_pretrained(model_dir)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(model_dir)
+    out = root / "results"
+    common = {**TINY, "encoder_dim": 16, "encoder_source": str(model_dir)}
+    stage2 = {**STAGE2, "fusion": "concat", "scl": "norm"}
+    cmd = [
+        sys.executable,
+        "cross_validate.py",
+        f"--data_folder={corpus['data_folder']}",
+        f"--output_folder={out}",
+        "--folds",
+        "1",
+        f"--overrides={json.dumps(common)}",
+        f"--stage_overrides={json.dumps({'stage2': stage2})}",
+        "--no_report",
+    ]
+    recipe = os.path.join(os.path.dirname(RECIPE), "..", "EmoDB", "two_stage")
+    result = subprocess.run(cmd, cwd=recipe, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    return out / "tiny_4class" / "fold1"
+
+
+def test_emodb_whisper_fold_end_to_end(emodb_fold1):
+    stage1 = json.loads((emodb_fold1 / "stage1_ser_asr" / "metrics.json").read_text())
+    assert stage1["WER"] >= 0.0 and stage1["n_test"] > 0
+    chars = (emodb_fold1 / "stage1_ser_asr" / "chars.txt").read_text()
+    assert "'Ö'" in chars  # KÖNNTE: the German vocabulary keeps umlauts
+    stage2 = json.loads(
+        (emodb_fold1 / "stage2_concat_scl-norm" / "metrics.json").read_text()
+    )
+    assert "gender_UA" in stage2 and "style_UA" not in stage2
