@@ -26,14 +26,16 @@ import yaml
 from hyperpyyaml import resolve_references
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.cross_validation import overrides_to_args, recipe_context
+from ser_lib.cross_validation import (
+    finish_cross_validation,
+    overrides_to_args,
+    recipe_context,
+)
 from ser_lib.data.class_map import _TagIgnoringLoader
 from ser_lib.fold_results import (
     METRICS_FILE,
-    aggregate_folds,
     read_fold_metrics,
     results_table,
-    write_results,
 )
 from ser_lib.report import report_after_cross_validation
 
@@ -209,15 +211,9 @@ def cross_validate_stages(
             fold_metrics[fold] = metrics
         else:
             logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
-    results = aggregate_folds(fold_metrics)
-    missing = [f for f in folds if f not in fold_metrics]
-    if missing:
-        results["missing_folds"] = missing
-    json_path, md_path = write_results(results, results_folder)
-    logger.info("Results: %s, %s", json_path, md_path)
-    if post_run is not None:
-        post_run(final_folders, results_folder)
-    return results
+    return finish_cross_validation(
+        folds, fold_metrics, final_folders, results_folder, post_run
+    )
 
 
 def parse_stage_overrides(text, stages):
