@@ -62,6 +62,17 @@ def save_tiny_ssl_model(
     return str(model_dir)
 
 
+def load_module(path, name):
+    """Imports the Python file ``path`` as a module called ``name`` (a recipe or tool
+    script that is not a package module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def save_tiny_whisper(model_dir):
     """Saves a random tiny Whisper (16-d, 2 encoder layers, 80 Mel bins, 30-s
     windows) and its feature extractor to ``model_dir``; returns ``model_dir``."""
