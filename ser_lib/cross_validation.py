@@ -290,6 +290,35 @@ def cross_validate(
         else:
             logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
 
+    return finish_cross_validation(
+        folds, fold_metrics, stage2_folders, results_folder, post_run
+    )
+
+
+def finish_cross_validation(
+    folds, fold_metrics, fold_folders, results_folder, post_run
+):
+    """Aggregates the finished folds, writes the results files, runs ``post_run``.
+
+    Arguments
+    ---------
+    folds : list
+        Every fold asked for; those without metrics are listed as
+        ``missing_folds``.
+    fold_metrics : dict
+        Fold -> its metrics (the finished folds).
+    fold_folders : dict
+        Fold -> its final output folder (passed to ``post_run``).
+    results_folder : str
+        Where ``cv_results.json`` / ``.md`` are written.
+    post_run : callable or None
+        Called last as ``post_run(fold_folders, results_folder)``.
+
+    Returns
+    -------
+    dict
+        See :func:`ser_lib.fold_results.aggregate_folds`.
+    """
     results = aggregate_folds(fold_metrics)
     missing = [f for f in folds if f not in fold_metrics]
     if missing:
@@ -297,7 +326,7 @@ def cross_validate(
     json_path, md_path = write_results(results, results_folder)
     logger.info("Results: %s, %s", json_path, md_path)
     if post_run is not None:
-        post_run(stage2_folders, results_folder)
+        post_run(fold_folders, results_folder)
     return results
 
 

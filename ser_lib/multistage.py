@@ -15,8 +15,10 @@ The wall time of every stage run is added to ``results_folder/run_info.json``
 (``{"stage_seconds": {fold: {stage: seconds}}}``).
 """
 
+import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -24,15 +26,18 @@ import yaml
 from hyperpyyaml import resolve_references
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.cross_validation import overrides_to_args, recipe_context
+from ser_lib.cross_validation import (
+    finish_cross_validation,
+    overrides_to_args,
+    recipe_context,
+)
 from ser_lib.data.class_map import _TagIgnoringLoader
 from ser_lib.fold_results import (
     METRICS_FILE,
-    aggregate_folds,
     read_fold_metrics,
     results_table,
-    write_results,
 )
+from ser_lib.report import report_after_cross_validation
 
 logger = get_logger(__name__)
 
@@ -206,15 +211,9 @@ def cross_validate_stages(
             fold_metrics[fold] = metrics
         else:
             logger.warning("Fold %s has no results yet (%s)", fold, metrics_path)
-    results = aggregate_folds(fold_metrics)
-    missing = [f for f in folds if f not in fold_metrics]
-    if missing:
-        results["missing_folds"] = missing
-    json_path, md_path = write_results(results, results_folder)
-    logger.info("Results: %s, %s", json_path, md_path)
-    if post_run is not None:
-        post_run(final_folders, results_folder)
-    return results
+    return finish_cross_validation(
+        folds, fold_metrics, final_folders, results_folder, post_run
+    )
 
 
 def parse_stage_overrides(text, stages):
@@ -245,8 +244,6 @@ def multistage_main(
     ``{stage name: mapping}``), ``--aggregate_only``, ``--results_folder``,
     ``--device``, ``--no_report`` (skips ``post_run``, e.g. the report).
     """
-    import argparse
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data_folder", required=True)
     parser.add_argument(
@@ -291,3 +288,71 @@ def multistage_main(
     )
     print(results_table(results))
     return results
+
+
+def select_stages(argv, stages):
+    """Removes ``--stages=NAME[,NAME]`` from ``argv``; returns the chosen stages and the
+    rest (single-stage rows of a table run one stage only).
+
+    Example
+    -------
+    >>> stages = [Stage("stage1", "a.yaml"), Stage("stage2", "b.yaml")]
+    >>> chosen, rest = select_stages(["--stages=stage2", "--folds", "1"], stages)
+    >>> [s.name for s in chosen], rest
+    (['stage2'], ['--folds', '1'])
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--stages", help="comma-separated stage names")
+    args, rest = parser.parse_known_args(argv)
+    if args.stages is None:
+        return stages, rest
+    names = args.stages.split(",")
+    unknown = sorted(set(names) - {s.name for s in stages})
+    if unknown:
+        raise SystemExit(
+            f"--stages: unknown {unknown}; stages: {[s.name for s in stages]}"
+        )
+    return [s for s in stages if s.name in names], rest
+
+
+def recipe_cross_validate(
+    argv, recipe_dir, stages, default_folds, description, stage_option=False
+):
+    """Body of a multi-stage recipe's ``cross_validate.py``: runs the folds, reports.
+
+    Puts the corpus folder (the recipe folder's parent, where ``*_prepare.py``
+    lives) on ``sys.path``, then runs :func:`multistage_main` with
+    :func:`ser_lib.report.report_after_cross_validation` as ``post_run``.
+
+    Arguments
+    ---------
+    argv : list of str or None
+        The command line; ``None`` reads ``sys.argv[1:]``.
+    recipe_dir : str
+        The recipe folder (scripts and ``hparams/``).
+    stages : list of Stage
+        Every stage of a fold, in order.
+    default_folds : list
+        Folds run when ``--folds`` is not given.
+    description : str
+        The ``--help`` text.
+    stage_option : bool
+        Accept ``--stages=NAME[,NAME]`` (see :func:`select_stages`).
+
+    Returns
+    -------
+    dict
+        See :func:`cross_validate_stages`.
+    """
+    sys.path.insert(0, os.path.dirname(recipe_dir))  # <corpus>_prepare
+    argv = sys.argv[1:] if argv is None else argv
+    if stage_option:
+        stages, argv = select_stages(argv, stages)
+    return multistage_main(
+        argv,
+        recipe_dir,
+        stages,
+        default_folds=default_folds,
+        description=description,
+        post_run=report_after_cross_validation,
+    )

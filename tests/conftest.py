@@ -62,6 +62,36 @@ def save_tiny_ssl_model(
     return str(model_dir)
 
 
+def load_module(path, name):
+    """Imports the Python file ``path`` as a module called ``name`` (a recipe or tool
+    script that is not a package module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def save_tiny_whisper(model_dir):
+    """Saves a random tiny Whisper (16-d, 2 encoder layers, 80 Mel bins, 30-s
+    windows) and its feature extractor to ``model_dir``; returns ``model_dir``."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    config = WhisperConfig(
+        d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        num_mel_bins=80, max_source_positions=1500, vocab_size=100, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    with torch.random.fork_rng():  # seeds the test model's weights only
+        torch.manual_seed(0)
+        WhisperModel(config).save_pretrained(model_dir)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(model_dir)
+    return model_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_hubert_dir(tmp_path_factory):
     """A saved tiny HuBERT with a layer-norm feature extractor (batched with a mask)."""

@@ -8,7 +8,6 @@ features); the generic recipe runs through ``cross_validate.py`` as a user does,
 """
 
 import doctest
-import importlib.util
 import json
 import logging
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import load_module
 from fixtures_corpora import (
     FOUR_CLASS,
     GENERIC_SPEAKERS,
@@ -69,12 +69,7 @@ FINETUNE = {"number_of_epochs": 1}
 def load_prepare(recipe):
     """Imports a recipe's prepare script under a test-only module name."""
     name = PREPARE_MODULES[recipe]
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_under_test", RECIPES / recipe / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(RECIPES / recipe / f"{name}.py", f"{name}_under_test")
 
 
 def class_map(recipe, class_set="4class"):
@@ -599,11 +594,9 @@ def test_corpus_trains_end_to_end(recipe, make, tmp_path):
     assert sorted(predictions["ID"]) == test_ids
     assert (finetune.parent / "adapter" / "model" / "teacher.ckpt").is_file()
     # The recipe's cross_validate.py finds the finished fold and aggregates it.
-    spec = importlib.util.spec_from_file_location(
-        f"cross_validate_{recipe}", RECIPES / recipe / "cross_validate.py"
+    cross_validate = load_module(
+        RECIPES / recipe / "cross_validate.py", f"cross_validate_{recipe}"
     )
-    cross_validate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cross_validate)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"common": TINY}))
     argv = ["--data_folder", corpus["data_folder"], "--output_folder", str(out)]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import save_tiny_whisper
 from fixtures_iemocap import make_iemocap_fixture
 
 from ser_lib.data.manifest import read_manifest
@@ -147,26 +148,7 @@ def test_training_specaugment_never_masks_padding_and_accepts_short_inputs(
 
 
 def test_whisper_stand_in_mask_replaces_the_input_frames(tmp_path):
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
-
-    config = WhisperConfig(
-        d_model=16,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_mel_bins=80,
-        max_source_positions=1500,
-        vocab_size=100,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    WhisperModel(config).save_pretrained(tmp_path / "w")
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp_path / "w")
+    save_tiny_whisper(tmp_path / "w")
     enc = TrainableWhisperEncoder(tmp_path / "w").eval()
     with torch.no_grad():
         enc.mask_embedding.fill_(0.25)
@@ -510,26 +492,10 @@ def test_steps_chain_their_folders(recipe):
 
 def test_emodb_recipe_builds_a_whisper_stage_a(tmp_path):
     from hyperpyyaml import load_hyperpyyaml
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     from ser_lib.cross_validation import recipe_context
 
-    config = WhisperConfig(
-        d_model=16,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        vocab_size=100,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    WhisperModel(config).save_pretrained(tmp_path / "w")
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp_path / "w")
+    save_tiny_whisper(tmp_path / "w")
     overrides = {
         "data_folder": str(tmp_path),
         "output_root": str(tmp_path / "out"),

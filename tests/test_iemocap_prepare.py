@@ -1,7 +1,6 @@
 """Tests of the IEMOCAP preparation, the manifest helpers and the session folds."""
 
 import csv
-import importlib.util
 import logging
 import os
 import re
@@ -12,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import load_module
 from fixtures_iemocap import make_iemocap_fixture
 
 from ser_lib.data.folds import choose_valid_speaker, write_group_folds
@@ -29,11 +29,7 @@ PREPARE_PATH = REPO / "recipes" / "IEMOCAP" / "iemocap_prepare.py"
 # when run as a script or named in the recipe YAML.
 if str(PREPARE_PATH.parent) not in sys.path:
     sys.path.insert(0, str(PREPARE_PATH.parent))
-_spec = importlib.util.spec_from_file_location(
-    "iemocap_prepare_under_test", PREPARE_PATH
-)
-iemocap_prepare = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(iemocap_prepare)
+iemocap_prepare = load_module(PREPARE_PATH, "iemocap_prepare_under_test")
 prepare_iemocap = iemocap_prepare.prepare_iemocap
 
 SPLITS = ("train", "valid", "test")

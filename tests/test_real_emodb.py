@@ -18,12 +18,12 @@ cached once for the module and shared by both tests.
 """
 
 import collections
-import importlib.util
 import json
 import math
 import os
 
 import pytest
+from conftest import load_module
 from shared_material import EMODB_DIR, PROJECT_ROOT, WHISPER_BASE_DIR, require
 
 RECIPE_DIR = PROJECT_ROOT / "recipes" / "EmoDB"
@@ -53,12 +53,7 @@ FINETUNE = {"number_of_epochs": 4}
 
 def load_cross_validate():
     """The EmoDB recipe's cross_validate.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "emodb_cross_validate", RECIPE_DIR / "cross_validate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(RECIPE_DIR / "cross_validate.py", "emodb_cross_validate")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 Reuses the tiny trained fold of ``test_inference.py`` (trained once per session).
 """
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import load_module
 from test_inference import trained_fold
 from test_recipe import RECIPE
 
@@ -50,10 +50,7 @@ def assert_valid_png(path):
 
 def load_tool(name):
     """Imports ``tools/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / "tools" / f"{name}.py", name)
 
 
 def test_every_picture_is_a_valid_png_shown_in_the_readme(trained, tmp_path):

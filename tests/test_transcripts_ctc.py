@@ -1,12 +1,12 @@
 """Tests of the ASR side of two-stage fine-tuning: transcripts, vocabulary, CTC, WER."""
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_module
 from speechbrain.dataio.batch import PaddedBatch
 
 from ser_lib.data.manifest import read_manifest
@@ -35,11 +35,7 @@ PREPARE_PATH = REPO / "recipes" / "IEMOCAP" / "iemocap_prepare.py"
 # The prepare script imports iemocap_annotations from its own folder.
 if str(PREPARE_PATH.parent) not in sys.path:
     sys.path.insert(0, str(PREPARE_PATH.parent))
-_spec = importlib.util.spec_from_file_location(
-    "iemocap_prepare_for_transcripts", PREPARE_PATH
-)
-iemocap_prepare = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(iemocap_prepare)
+iemocap_prepare = load_module(PREPARE_PATH, "iemocap_prepare_for_transcripts")
 
 
 @pytest.fixture(scope="module")

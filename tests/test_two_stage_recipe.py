@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import save_tiny_ssl_model
+from conftest import save_tiny_ssl_model, save_tiny_whisper
 
 from ser_lib.synth.mini_iemocap import make_mini_iemocap
 
@@ -171,7 +171,6 @@ def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):
 def emodb_fold1(tmp_path_factory):
     """Both stages of EmoDB fold 1 with a tiny random Whisper and German texts."""
     from fixtures_corpora import make_emodb_fixture
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     root = tmp_path_factory.mktemp("two_stage_emodb")
     corpus = make_emodb_fixture(root, texts=("a01", "a04"))
@@ -180,17 +179,7 @@ def emodb_fold1(tmp_path_factory):
     ) as f:
         f.write("code,text\na01,Der Lappen liegt auf dem Eisschrank.\n")
         f.write("a04,Heute abend könnte ich es ihm sagen.\n")
-    config = WhisperConfig(
-        d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        num_mel_bins=80, max_source_positions=1500, vocab_size=100, pad_token_id=0,
-        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-    )  # fmt: skip
-    model_dir = root / "tiny_whisper"
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        WhisperModel(config).save_pretrained(model_dir)
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(model_dir)
+    model_dir = save_tiny_whisper(root / "tiny_whisper")
     out = root / "results"
     common = {**TINY, "encoder_dim": 16, "encoder_source": str(model_dir)}
     stage2 = {**STAGE2, "fusion": "concat", "scl": "norm"}

@@ -9,12 +9,11 @@ unfinished step from its checkpoints. See README.md for the ablations.
 """
 
 import os
-import sys
 
-from ser_lib.multistage import Stage, multistage_main
-from ser_lib.report import report_after_cross_validation
+from ser_lib.multistage import Stage, recipe_cross_validate
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
+FOLDS = list(range(1, 11))  # all ten speakers
 
 STAGES = [
     Stage("A", "hparams/stageA_mtl.yaml"),
@@ -25,16 +24,8 @@ STAGES = [
 
 
 def main(argv=None):
-    """Runs the folds (default: the ten speakers) and prints the table."""
-    sys.path.insert(0, os.path.dirname(RECIPE_DIR))  # emodb_prepare
-    return multistage_main(
-        sys.argv[1:] if argv is None else argv,
-        RECIPE_DIR,
-        STAGES,
-        default_folds=list(range(1, 11)),
-        description=__doc__,
-        post_run=report_after_cross_validation,
-    )
+    """Runs the folds (default: all ten speakers) and prints the table."""
+    return recipe_cross_validate(argv, RECIPE_DIR, STAGES, FOLDS, __doc__)
 
 
 if __name__ == "__main__":

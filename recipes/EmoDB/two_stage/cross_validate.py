@@ -11,14 +11,12 @@ Re-running the same command skips finished folds and stages and resumes the
 unfinished stage from its checkpoints. See README.md for the table rows.
 """
 
-import argparse
 import os
-import sys
 
-from ser_lib.multistage import Stage, multistage_main
-from ser_lib.report import report_after_cross_validation
+from ser_lib.multistage import Stage, recipe_cross_validate
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
+FOLDS = list(range(1, 11))  # all ten speakers
 
 STAGES = [
     Stage("stage1", "hparams/stage1_ser_asr.yaml"),
@@ -26,34 +24,10 @@ STAGES = [
 ]
 
 
-def select_stages(argv):
-    """Removes ``--stages=NAME[,NAME]`` from ``argv``; returns the chosen stages and the
-    rest (single-stage rows of Table 1 run one stage only)."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--stages", help="comma-separated stage names")
-    args, rest = parser.parse_known_args(argv)
-    if args.stages is None:
-        return STAGES, rest
-    names = args.stages.split(",")
-    unknown = sorted(set(names) - {s.name for s in STAGES})
-    if unknown:
-        raise SystemExit(
-            f"--stages: unknown {unknown}; stages: {[s.name for s in STAGES]}"
-        )
-    return [s for s in STAGES if s.name in names], rest
-
-
 def main(argv=None):
     """Runs the folds (default: all ten speakers) and prints the table."""
-    sys.path.insert(0, os.path.dirname(RECIPE_DIR))  # emodb_prepare
-    stages, rest = select_stages(sys.argv[1:] if argv is None else argv)
-    return multistage_main(
-        rest,
-        RECIPE_DIR,
-        stages,
-        default_folds=list(range(1, 11)),
-        description=__doc__,
-        post_run=report_after_cross_validation,
+    return recipe_cross_validate(
+        argv, RECIPE_DIR, STAGES, FOLDS, __doc__, stage_option=True
     )
 
 

@@ -9,12 +9,11 @@ unfinished step from its checkpoints. See README.md for the ablations.
 """
 
 import os
-import sys
 
-from ser_lib.multistage import Stage, multistage_main
-from ser_lib.report import report_after_cross_validation
+from ser_lib.multistage import Stage, recipe_cross_validate
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
+FOLDS = [1, 2, 3, 4, 5]  # all five sessions
 
 STAGES = [
     Stage("A", "hparams/stageA_mtl.yaml"),
@@ -26,15 +25,7 @@ STAGES = [
 
 def main(argv=None):
     """Runs the folds (default: all five sessions) and prints the table."""
-    sys.path.insert(0, os.path.dirname(RECIPE_DIR))  # iemocap_prepare
-    return multistage_main(
-        sys.argv[1:] if argv is None else argv,
-        RECIPE_DIR,
-        STAGES,
-        default_folds=[1, 2, 3, 4, 5],
-        description=__doc__,
-        post_run=report_after_cross_validation,
-    )
+    return recipe_cross_validate(argv, RECIPE_DIR, STAGES, FOLDS, __doc__)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,44 @@ def _check_layers(layers, num_states, source):
     return [index % num_states for index in layers]
 
 
+def _layers_for_call(layers, default, num_states, source):
+    """``default`` when ``layers`` is None, else ``layers`` checked by :func:`_check_layers`."""
+    return default if layers is None else _check_layers(layers, num_states, source)
+
+
+def _frame_counts(num_frames, wavs, wav_lens, shortest):
+    """Absolute sample lengths, frame counts and the longest count of a padded batch.
+
+    Arguments
+    ---------
+    num_frames : callable
+        Frames the encoder outputs for a number of samples.
+    wavs : torch.Tensor
+        [B, samples].
+    wav_lens : torch.Tensor
+        Relative lengths [B].
+    shortest : int
+        Samples of the shortest input that gives a frame (the error message).
+
+    Returns
+    -------
+    lens : torch.Tensor
+        Samples [B] (long).
+    counts : torch.Tensor
+        Frames [B], on the device of ``wavs``.
+    max_frames : int
+        ``counts.max()``.
+    """
+    lens = torch.round(wav_lens * wavs.shape[1]).long()
+    counts = torch.tensor([num_frames(n) for n in lens.tolist()], device=wavs.device)
+    if int(counts.min()) < 1:
+        raise ValueError(
+            f"An input of {int(lens.min())} samples is shorter than one frame "
+            f"({shortest} samples); pad short utterances when loading"
+        )
+    return lens, counts, int(counts.max())
+
+
 def _enable_checkpointing(model):
     """Non-reentrant gradient checkpointing of the transformer layers.
 

@@ -10,6 +10,8 @@ from torch.nn.utils.rnn import pad_sequence
 from ser_lib.inloop.encoder.common import (
     _check_layers,
     _enable_checkpointing,
+    _frame_counts,
+    _layers_for_call,
     _select_hidden,
 )
 from ser_lib.models.masking import random_frame_mask
@@ -214,21 +216,10 @@ class TrainableHFEncoder(torch.nn.Module):
         frame_lens : torch.Tensor
             Relative lengths in frames [B].
         """
-        layers = (
-            self.layers
-            if layers is None
-            else _check_layers(layers, self.num_states, self.source)
+        layers = _layers_for_call(layers, self.layers, self.num_states, self.source)
+        lens, counts, max_frames = _frame_counts(
+            self.num_frames, wavs, wav_lens, self.min_samples
         )
-        lens = torch.round(wav_lens * wavs.shape[1]).long()
-        counts = torch.tensor(
-            [self.num_frames(n) for n in lens.tolist()], device=wavs.device
-        )
-        if int(counts.min()) < 1:
-            raise ValueError(
-                f"An input of {int(lens.min())} samples is shorter than one frame "
-                f"({self.min_samples} samples); pad short utterances when loading"
-            )
-        max_frames = int(counts.max())
         if mask_time_indices is None and self.training and self.mask_time_prob > 0:
             mask_time_indices = random_frame_mask(
                 counts.float() / max_frames,

@@ -9,6 +9,8 @@ from speechbrain.utils.logger import get_logger
 from ser_lib.inloop.encoder.common import (
     _check_layers,
     _enable_checkpointing,
+    _frame_counts,
+    _layers_for_call,
     _select_hidden,
 )
 
@@ -141,21 +143,10 @@ class TrainableWhisperEncoder(torch.nn.Module):
 
     def forward(self, wavs, wav_lens, mask_time_indices=None, layers=None):
         """Encodes a padded batch (see :meth:`TrainableHFEncoder.forward`)."""
-        layers = (
-            self.layers
-            if layers is None
-            else _check_layers(layers, self.num_states, self.source)
+        layers = _layers_for_call(layers, self.layers, self.num_states, self.source)
+        lens, counts, max_frames = _frame_counts(
+            self.num_frames, wavs, wav_lens, self.samples_per_frame
         )
-        lens = torch.round(wav_lens * wavs.shape[1]).long()
-        counts = torch.tensor(
-            [self.num_frames(n) for n in lens.tolist()], device=wavs.device
-        )
-        if int(counts.min()) < 1:
-            raise ValueError(
-                f"An input of {int(lens.min())} samples is shorter than one frame "
-                f"({self.samples_per_frame} samples); pad short utterances when loading"
-            )
-        max_frames = int(counts.max())
         features = self._log_mel(wavs, lens)
         if mask_time_indices is not None:
             mask = mask_time_indices[:, :max_frames].to(features.device)
