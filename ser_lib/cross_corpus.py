@@ -234,7 +234,7 @@ def check_same_encoder(train_features, test_features):
     >>> check_same_encoder(caches[0], caches[2])
     Traceback (most recent call last):
     ...
-    ser_lib.features.CacheMismatchError: The feature caches ... and ... were written by different encoders ({'n_mels': 80} vs {'n_mels': 40})
+    ser_lib.features.cache.CacheMismatchError: The feature caches ... and ... were written by different encoders ({'n_mels': 80} vs {'n_mels': 40})
     """
     train_print = FeatureCache(train_features).fingerprint
     test_print = FeatureCache(test_features).fingerprint

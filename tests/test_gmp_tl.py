@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import save_tiny_whisper
+from conftest import load_module, save_tiny_whisper
 from fixtures_iemocap import make_iemocap_fixture
 
 from ser_lib.data.manifest import read_manifest
@@ -357,9 +357,13 @@ def fold1(tiny_hubert_group_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("gmp_tl")
     corpus = make_iemocap_fixture(root / "corpus", utterances_per_dialog=3)
     out = root / "out"
+    # Loaded from its file under its own name: another recipe's cross_validate.py
+    # may already sit in sys.modules as "cross_validate".
     sys.path.insert(0, RECIPE)
     try:
-        import cross_validate
+        cross_validate = load_module(
+            os.path.join(RECIPE, "cross_validate.py"), "gmp_tl_cross_validate"
+        )
     finally:
         sys.path.remove(RECIPE)
     argv = [
