@@ -317,6 +317,7 @@ def extract_features(
     overwrite=False,
     num_workers=0,
     progress=True,
+    skip_ids=(),
 ):
     """Fills the feature cache for ``csv_files`` and returns it (see
     :func:`run_feature_extraction` for the arguments).
@@ -349,6 +350,7 @@ def extract_features(
         overwrite=overwrite,
         num_workers=num_workers,
         progress=progress,
+        skip_ids=skip_ids,
     )
     return FeatureCache(cache_dir)
 
@@ -417,9 +419,8 @@ def prepare_features(
     >>> cache.feature_dim, cache.num_frames("a")
     (80, 50)
     """
-    encoder = load_encoder(encoder_hparams, encoder_overrides)
-    run_feature_extraction(
-        encoder,
+    return extract_features(
+        load_encoder(encoder_hparams, encoder_overrides),
         csv_files,
         cache_dir,
         data_root=data_root,
@@ -430,4 +431,3 @@ def prepare_features(
         progress=progress,
         skip_ids=skip_ids,
     )
-    return FeatureCache(cache_dir)
