@@ -2,7 +2,8 @@
 
 ``python train.py hparams/<stage>.yaml [--key=value ...]`` runs, in SpeechBrain's order:
 
-1. ``parse_arguments`` and ``ddp_init_group`` (``torchrun ... --distributed_launch``);
+1. ``parse_arguments`` and ``ddp_init_group`` (``torchrun ... --distributed_launch``;
+   :func:`ddp_group` also destroys the process group when the stage ends);
 2. ``load_hyperpyyaml`` (``__set_seed`` seeds everything), then the stage identity
    check (:mod:`ser_lib.stage_identity`): a stage folder holding a run of other
    settings is refused before any work;
@@ -37,6 +38,35 @@ from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
 from ser_lib.locking import FolderLock
 from ser_lib.stage_identity import check_stage, write_stage_settings
+
+
+@contextlib.contextmanager
+def ddp_group(run_opts):
+    """``ddp_init_group`` on entry; on exit, a last barrier and ``destroy_process_group``.
+
+    A rank that leaves the interpreter while the gloo/NCCL group is still alive can
+    abort in the backend's threads ("terminate called without an active exception")
+    although its work is done; every rank therefore waits for the others (after a
+    clean stage only) and tears the group down before returning. Without ``--distributed_launch`` nothing happens.
+
+    Example
+    -------
+    >>> _, run_opts, _ = sb.parse_arguments(["x.yaml"])
+    >>> with ddp_group(run_opts):
+    ...     torch.distributed.is_initialized()
+    False
+    """
+    sb.utils.distributed.ddp_init_group(run_opts)
+    initialized = (
+        torch.distributed.is_available() and torch.distributed.is_initialized()
+    )
+    try:
+        yield
+        if initialized:  # not after an error: the other ranks may never arrive
+            torch.distributed.barrier()
+    finally:
+        if initialized:
+            torch.distributed.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -204,14 +234,13 @@ def train_main(argv, recipe_dir):
         The trained Brain.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)
-
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    record_run_options(hparams, run_opts)
-
-    # One run per stage folder: a second one stops at once, naming the holder's pid.
     with contextlib.ExitStack() as stack:
+        stack.enter_context(ddp_group(run_opts))
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+        record_run_options(hparams, run_opts)
+
+        # One run per stage folder: a second one stops at once, naming the holder's pid.
         if sb.utils.distributed.if_main_process():
             stack.enter_context(FolderLock(hparams["output_folder"], "training"))
         return _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir)

@@ -10,6 +10,8 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from ser_lib.recipe import ddp_group
+
 
 def inloop_train_main(argv, recipe_dir):
     """Runs one in-loop stage of a recipe.
@@ -28,7 +30,12 @@ def inloop_train_main(argv, recipe_dir):
     """
     del recipe_dir  # train.py puts it on sys.path and runs from it
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)
+    with ddp_group(run_opts):
+        return _run_inloop_stage(hparams_file, run_opts, overrides)
+
+
+def _run_inloop_stage(hparams_file, run_opts, overrides):
+    """The body of :func:`inloop_train_main`, inside the process group."""
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     run_on_main(hparams["prepare"], kwargs=hparams["prepare_kwargs"])
