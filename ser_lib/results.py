@@ -410,7 +410,7 @@ def _extra_cell(row):
 
 
 def _wall(row):
-    if not row.get("wall_s"):
+    if not (row.get("wall_s") or {}).get("total"):  # no stage ran (aggregated only)
         return "–"
     return f"{row['wall_s']['total'] / 60:.1f} min"
 
@@ -460,13 +460,18 @@ def row_section(name, row):
     if row["status"] != "done":
         return "\n".join([*lines, "Pending: not run yet.", ""])
     git = row["git"] or {}
+    code = (
+        f"Code: commit `{git['commit']}`"
+        + (" (with local changes)" if git.get("dirty") else "")
+        if git.get("commit")
+        else "Code: not recorded (the command ran no stage: the folds had finished)"
+    )
     lines += [
         "```bash",
         row["command"] or "(command not recorded)",
         "```",
         "",
-        f"Code: commit `{git.get('commit')}`"
-        + (" (with local changes)" if git.get("dirty") else ""),
+        code,
         "",
         f"Schedule: {json.dumps(row['schedule'])}",
         "",
@@ -499,6 +504,8 @@ def row_section(name, row):
     if row.get("same_folds"):
         lines += ["", *_same_folds_lines(row)]
     wall = row.get("wall_s") or {}
+    if not wall.get("total"):  # no stage ran (the folds had finished)
+        wall = {}
     if wall and set(wall) != {"stage1", "stage2", "total"}:  # a multi-stage run
         stages = ", ".join(
             f"{stage} {seconds:.0f} s"

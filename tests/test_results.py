@@ -268,3 +268,20 @@ def test_extra_scores_and_partial_folds(tmp_path):
     assert "| 35.00 ± 7.07 | 95.00 ± 7.07 |" in markdown
     pending = "| `pending_row` | not run | pending | | | | | | | | |"
     assert pending in markdown
+
+
+def test_row_aggregated_without_running_says_so(tmp_path):
+    """A row whose command ran no stage (its folds had finished: --stages with
+    finished folds) has no code commit or wall time to show, and says so."""
+    results = make_run(tmp_path)
+    spec_path = make_spec(tmp_path)
+    row_folder = tmp_path / "docs" / "results" / "rows" / "done_row"
+    collect_row(str(results), str(row_folder))
+    info = json.loads((row_folder / "run_info.json").read_text())
+    info.update(git=None, wall_s={"total": 0})
+    (row_folder / "run_info.json").write_text(json.dumps(info))
+    write_results_files(load_row_spec(spec_path), str(spec_path))
+    markdown = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "Code: not recorded (the command ran no stage" in markdown
+    assert "Wall time" not in markdown and "commit `None`" not in markdown
+    assert "| 70.83 | – | – |" in markdown  # F1 pooled, no other scores, no time
