@@ -24,6 +24,7 @@
 """
 
 import contextlib
+import gc
 import os
 import random
 
@@ -66,7 +67,31 @@ def ddp_group(run_opts):
             torch.distributed.barrier()
     finally:
         if initialized:
+            gc.collect()  # DDP reducers released by release_ddp_wrappers go now
             torch.distributed.destroy_process_group()
+
+
+def release_ddp_wrappers(brain):
+    """Replaces the Brain's ``DistributedDataParallel`` wrappers by their modules.
+
+    A DDP reducer keeps the gloo work of its last gradient all-reduce (tensors
+    included) and a reference to the process group; alive at interpreter exit, it is
+    destroyed during finalisation, where releasing those tensors needs the GIL and the
+    process aborts ("terminate called without an active exception", exit -6) although
+    the stage finished. Called after ``conclude``, so that :func:`ddp_group` can
+    destroy the group while the interpreter is still whole. Without DDP, nothing
+    changes.
+
+    Example
+    -------
+    >>> brain = sb.Brain(modules={"lin": torch.nn.Linear(2, 2)})
+    >>> release_ddp_wrappers(brain)
+    >>> type(brain.modules["lin"]).__name__
+    'Linear'
+    """
+    for name, module in list(brain.modules.items()):
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            brain.modules[name] = module.module
 
 
 @contextlib.contextmanager
@@ -291,4 +316,5 @@ def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
         valid_loader_kwargs=hparams["test_dataloader_opts"],
     )
     brain.conclude(datasets, hparams["test_dataloader_opts"])
+    release_ddp_wrappers(brain)
     return brain
