@@ -38,6 +38,7 @@ from ser_lib.audio_levels import measure_manifest
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
 from ser_lib.locking import FolderLock
+from ser_lib.precision import resolve_hparams_precision
 from ser_lib.stage_identity import check_stage, write_stage_settings
 
 
@@ -273,11 +274,14 @@ def train_main(argv, recipe_dir):
 
 def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
     """Steps 2 (identity check) to 6 of :func:`train_main`, under the folder's lock."""
+    # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
+    device = run_opts["device"] or sb.utils.distributed.infer_device()
+    # precision: auto -> the device's precision, recorded in the stage settings.
+    resolve_hparams_precision(hparams, device)
+
     # A stage folder of other settings is refused before any work (StageSettingsError).
     _, settings = check_stage(hparams)
 
-    # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
-    device = run_opts["device"] or sb.utils.distributed.infer_device()
     unusable_audio = prepare_data(hparams, recipe_dir, device=device)
 
     sb.create_experiment_directory(
