@@ -143,12 +143,18 @@ def read_cv_config(path):
 def cv_command(recipe_dir, argv):
     """The command line of a recipe's ``cross_validate.py``, run from the repository.
 
+    The script's path starts at the last ``recipes`` folder of ``recipe_dir``.
+
     Example
     -------
     >>> cv_command("/x/recipes/EmoDB", ["--folds", "1", "2", "--overrides={a: 1}"])
     "python recipes/EmoDB/cross_validate.py --folds 1 2 '--overrides={a: 1}'"
+    >>> cv_command("/x/recipes/EmoDB/gmp_tl", ["--folds", "1"])
+    'python recipes/EmoDB/gmp_tl/cross_validate.py --folds 1'
     """
-    script = (
-        f"recipes/{os.path.basename(os.path.normpath(recipe_dir))}/cross_validate.py"
-    )
+    parts = os.path.normpath(recipe_dir).split(os.sep)
+    tail = parts[-1:]
+    if "recipes" in parts:
+        tail = parts[len(parts) - parts[::-1].index("recipes") :]
+    script = "/".join(["recipes", *tail, "cross_validate.py"])
     return shlex.join(["python", script, *argv])

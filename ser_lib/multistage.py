@@ -11,12 +11,14 @@ recipe run as a subprocess exactly as a user would (``python SCRIPT HPARAMS
   stage, which resumes from its own checkpoints;
 * ``aggregate_only`` runs nothing and aggregates the finished folds.
 
-The wall time of every stage run is added to ``results_folder/run_info.json``
-(``{"stage_seconds": {fold: {stage: seconds}}}``).
+``results_folder/run_info.json`` (:mod:`ser_lib.run_info`, read by the results
+table) records the command, the git commit, each stage's schedule
+(``{"schedule": {stage: {...}}}``), per fold the last stage's folder, every stage's folder and the wall time
+of every stage run (``{"folds": {fold: {"folder": ..., "stage_folders": {stage:
+folder}, "stage_s": {stage: seconds}}}}``) and their sums (``wall_s``).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +33,7 @@ from ser_lib.cross_validation import (
     overrides_to_args,
     recipe_context,
 )
+from ser_lib.cv_options import cv_command
 from ser_lib.data.class_map import _TagIgnoringLoader
 from ser_lib.fold_results import (
     METRICS_FILE,
@@ -38,10 +41,14 @@ from ser_lib.fold_results import (
     results_table,
 )
 from ser_lib.report import report_after_cross_validation
+from ser_lib.run_info import (
+    SCHEDULE_KEYS,
+    git_state,
+    read_run_info,
+    write_run_info,
+)
 
 logger = get_logger(__name__)
-
-RUN_INFO_FILE = "run_info.json"
 
 
 @dataclass
@@ -113,20 +120,26 @@ def run_step(recipe_dir, stage, overrides, extra_args=()):
         )
 
 
-def _record_time(results_folder, fold, stage_name, seconds):
-    """Adds one stage's wall time to ``run_info.json``."""
-    os.makedirs(results_folder, exist_ok=True)
-    path = os.path.join(results_folder, RUN_INFO_FILE)
-    info = {"stage_seconds": {}}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    info.setdefault("stage_seconds", {}).setdefault(str(fold), {})[stage_name] = round(
-        seconds, 3
+def stage_schedule_values(values):
+    """The schedule keys (:data:`ser_lib.run_info.SCHEDULE_KEYS`) a stage's YAML has.
+
+    Example
+    -------
+    >>> stage_schedule_values({"number_of_epochs": 2, "lr": 0.1, "seed": 3})
+    {'number_of_epochs': 2, 'lr': 0.1}
+    """
+    return {key: values[key] for key in SCHEDULE_KEYS if key in values}
+
+
+def _record_stage(info, fold, stage_name, folder, seconds, git):
+    """Records a stage run of a fold (its wall time, code) in a run-info record."""
+    entry = info["folds"].setdefault(
+        str(fold), {"folder": None, "adapter_folder": None, "stage_s": {}}
     )
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
-    os.replace(path + ".tmp", path)
+    entry["folder"] = folder
+    entry.setdefault("stage_s", {})[stage_name] = seconds
+    entry["git"] = git
+    info["git"] = git
 
 
 def run_fold(
@@ -137,8 +150,17 @@ def run_fold(
     results_folder,
     fold_key="test_session",
     extra_args=(),
+    info=None,
+    git=None,
 ):
-    """Runs the unfinished stages of one fold in order; returns the last stage folder."""
+    """Runs the unfinished stages of one fold in order; returns the last stage folder.
+
+    The wall time of every stage run is recorded in ``info`` (a run-info record,
+    :func:`ser_lib.run_info.read_run_info` of ``results_folder`` if None) and
+    written to ``results_folder/run_info.json`` as soon as the stage ends.
+    """
+    if info is None:
+        info = _multistage_run_info(results_folder)
     folder = None
     for stage in stages:
         overrides = {**common_overrides, **stage.overrides, fold_key: fold}
@@ -152,12 +174,23 @@ def run_fold(
         logger.info("Fold %s: stage %s", fold, stage.name)
         start = time.time()
         run_step(recipe_dir, stage, overrides, extra_args)
-        _record_time(results_folder, fold, stage.name, time.time() - start)
+        _record_stage(info, fold, stage.name, folder, time.time() - start, git)
+        write_run_info(results_folder, info)
         if not os.path.isfile(done):
             raise RuntimeError(
                 f"Stage {stage.name} of fold {fold} ended without writing {done}"
             )
     return folder
+
+
+def _multistage_run_info(results_folder):
+    """The run-info record of ``results_folder`` with the keys a multi-stage run uses."""
+    info = read_run_info(results_folder)
+    info.setdefault("schedule", {})
+    info.setdefault("folds", {})
+    info.setdefault("command", None)
+    info.setdefault("git", None)
+    return info
 
 
 def cross_validate_stages(
@@ -170,10 +203,12 @@ def cross_validate_stages(
     aggregate_only=False,
     extra_args=(),
     post_run=None,
+    command=None,
 ):
     """Runs (or resumes) every fold's stages, then aggregates the finished folds.
 
-    The last stage must write ``metrics.json`` (the fold's result).
+    The last stage must write ``metrics.json`` (the fold's result). Writes
+    ``results_folder/run_info.json`` (see the module docstring).
 
     Arguments
     ---------
@@ -181,6 +216,9 @@ def cross_validate_stages(
         Called last as ``post_run(fold_folders, results_folder)`` with the last
         stage's folder of every fold (e.g.
         :func:`ser_lib.report.report_after_cross_validation`).
+    command : str, optional
+        The command line recorded in ``run_info.json`` (an earlier one is kept
+        when None).
 
     Returns
     -------
@@ -188,10 +226,23 @@ def cross_validate_stages(
         See :func:`ser_lib.fold_results.aggregate_folds`.
     """
     fold_metrics, final_folders = {}, {}
+    info = _multistage_run_info(results_folder)
+    info["command"] = command or info["command"]
+    git = git_state(recipe_dir)
     last = stages[-1]
     for fold in folds:
-        overrides = {**common_overrides, **last.overrides, fold_key: fold}
-        final = stage_output_folder(recipe_dir, last, overrides)
+        stage_folders = {}
+        for stage in stages:
+            values = resolved_hparams(
+                recipe_dir,
+                stage.hparams_file,
+                {**common_overrides, **stage.overrides, fold_key: fold},
+            )
+            info["schedule"][stage.name] = stage_schedule_values(values)
+            stage_folders[stage.name] = os.path.abspath(
+                os.path.join(recipe_dir, values["output_folder"])
+            )
+        final = stage_folders[last.name]
         final_folders[fold] = final
         metrics_path = os.path.join(final, METRICS_FILE)
         if not os.path.isfile(metrics_path) and not aggregate_only:
@@ -203,9 +254,17 @@ def cross_validate_stages(
                 results_folder,
                 fold_key=fold_key,
                 extra_args=extra_args,
+                info=info,
+                git=git,
             )
         elif os.path.isfile(metrics_path):
             logger.info("Fold %s: finished earlier (%s)", fold, metrics_path)
+        entry = info["folds"].setdefault(
+            str(fold), {"adapter_folder": None, "stage_s": {}, "git": None}
+        )
+        entry["folder"] = final
+        entry["stage_folders"] = stage_folders
+        write_run_info(results_folder, info)
         metrics = read_fold_metrics(final)
         if metrics is not None:
             fold_metrics[fold] = metrics
@@ -234,15 +293,64 @@ def parse_stage_overrides(text, stages):
     return loaded
 
 
+def read_stage_config(path, stages):
+    """Reads a ``--config`` file: a ``common`` section and one section per stage.
+
+    Arguments
+    ---------
+    path : str or None
+        The YAML file (None: no config).
+    stages : list of Stage
+        The recipe's stages (their names are the allowed sections).
+
+    Returns
+    -------
+    common : dict
+        Overrides for every stage.
+    per_stage : dict
+        Stage name -> overrides for that stage only.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "cpu.yaml"
+    >>> _ = path.write_text("common: {batch_size: 16}\\nA: {number_of_epochs: 2}\\n")
+    >>> read_stage_config(str(path), [Stage("A", "a.yaml"), Stage("B", "b.yaml")])
+    ({'batch_size': 16}, {'A': {'number_of_epochs': 2}})
+    """
+    if not path:
+        return {}, {}
+    with open(path, encoding="utf-8") as f:
+        loaded = yaml.safe_load(f) or {}
+    names = {stage.name for stage in stages}
+    unknown = set(loaded) - names - {"common"}
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown sections {sorted(unknown)}; sections are common and "
+            f"the stages {sorted(names)}"
+        )
+    common = loaded.pop("common", None) or {}
+    return common, {name: values or {} for name, values in loaded.items()}
+
+
 def multistage_main(
-    argv, recipe_dir, stages, default_folds, description=None, post_run=None
+    argv,
+    recipe_dir,
+    stages,
+    default_folds,
+    description=None,
+    post_run=None,
+    command=None,
 ):
     """Main of a multi-stage recipe's ``cross_validate.py``; prints the table.
 
     Options: ``--data_folder``, ``--output_folder`` (``output_root``), ``--folds``,
     ``--overrides`` (YAML mapping for every stage), ``--stage_overrides`` (YAML
-    ``{stage name: mapping}``), ``--aggregate_only``, ``--results_folder``,
+    ``{stage name: mapping}``), ``--config`` (a YAML file of a ``common`` section and
+    stage sections, see :func:`read_stage_config`; the two options above override
+    its keys), ``--aggregate_only``, ``--results_folder``,
     ``--device``, ``--no_report`` (skips ``post_run``, e.g. the report).
+    ``command`` is recorded in ``run_info.json`` (default: ``argv``'s command line;
+    nothing new with ``--aggregate_only``).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data_folder", required=True)
@@ -254,11 +362,15 @@ def multistage_main(
     parser.add_argument(
         "--stage_overrides", default="{}", help="YAML {stage name: mapping}"
     )
+    parser.add_argument(
+        "--config", help="YAML file: common and per-stage override sections"
+    )
     parser.add_argument("--aggregate_only", action="store_true")
     parser.add_argument("--results_folder", help="default: the output folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no_report", action="store_true")
     args = parser.parse_args(argv)
+    config_common, config_stages = read_stage_config(args.config, stages)
     per_stage = parse_stage_overrides(args.stage_overrides, stages)
     stages = [
         Stage(
@@ -266,12 +378,17 @@ def multistage_main(
             s.hparams_file,
             s.script,
             s.done_file,
-            {**s.overrides, **per_stage.get(s.name, {})},
+            {
+                **s.overrides,
+                **config_stages.get(s.name, {}),
+                **per_stage.get(s.name, {}),
+            },
         )
         for s in stages
     ]
     output_folder = os.path.abspath(args.output_folder)
     common = {
+        **config_common,
         **(yaml.safe_load(args.overrides) or {}),
         "data_folder": os.path.abspath(args.data_folder),
         "output_root": output_folder,
@@ -285,6 +402,9 @@ def multistage_main(
         aggregate_only=args.aggregate_only,
         extra_args=[f"--device={args.device}"],
         post_run=None if args.no_report else post_run,
+        command=None
+        if args.aggregate_only
+        else (command or cv_command(recipe_dir, argv)),
     )
     print(results_table(results))
     return results
@@ -346,6 +466,7 @@ def recipe_cross_validate(
     """
     sys.path.insert(0, os.path.dirname(recipe_dir))  # <corpus>_prepare
     argv = sys.argv[1:] if argv is None else argv
+    command = cv_command(recipe_dir, argv)
     if stage_option:
         stages, argv = select_stages(argv, stages)
     return multistage_main(
@@ -355,4 +476,5 @@ def recipe_cross_validate(
         default_folds=default_folds,
         description=description,
         post_run=report_after_cross_validation,
+        command=command,
     )

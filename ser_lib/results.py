@@ -74,8 +74,10 @@ def load_row_spec(path):
     dict
         ``title``, ``rows_folder``, ``json``, ``markdown``, ``readme`` (absolute),
         ``headline`` (row names), ``rows`` (name -> ``description``,
-        ``results_folder`` and an optional ``note``: markdown shown in the row's
-        section, e.g. why it is pending) and an optional ``notes`` (markdown shown
+        ``results_folder``, an optional ``note``: markdown shown in the row's
+        section, e.g. why it is pending, and an optional ``compare_on_folds``: rows
+        whose figures on this row's folds are shown in its section, for a row run
+        on fewer folds than the others) and an optional ``notes`` (markdown shown
         above the table: the protocol, the conclusions).
 
     Raises
@@ -102,6 +104,9 @@ def load_row_spec(path):
     for name, row in spec["rows"].items():
         if "description" not in row:
             raise ValueError(f"{path}: row {name} has no description")
+        unknown = [r for r in row.get("compare_on_folds", []) if r not in spec["rows"]]
+        if unknown:
+            raise ValueError(f"{path}: row {name} compares with unknown rows {unknown}")
     return spec
 
 
@@ -150,7 +155,17 @@ def collect_row(results_folder, row_folder, with_report=False):
         for name in FOLD_FILES:
             if os.path.isfile(os.path.join(entry["folder"], name)):
                 shutil.copy2(os.path.join(entry["folder"], name), target)
-        if entry["adapter_folder"]:
+        # Multi-stage runs (ser_lib.multistage): every earlier stage's training log.
+        for stage, folder in entry.get("stage_folders", {}).items():
+            if os.path.normpath(folder) == os.path.normpath(entry["folder"]):
+                continue
+            for name in STAGE1_FILES:
+                if os.path.isfile(os.path.join(folder, name)):
+                    shutil.copy2(
+                        os.path.join(folder, name),
+                        os.path.join(target, f"{stage}_{name}"),
+                    )
+        if entry.get("adapter_folder"):
             stage1 = os.path.dirname(os.path.normpath(entry["adapter_folder"]))
             for name in STAGE1_FILES:
                 if os.path.isfile(os.path.join(stage1, name)):
@@ -283,10 +298,74 @@ def build_table(spec):
             **({"note": row["note"]} if row.get("note") else {}),
             **(figures or {"status": "pending"}),
         }
+    for name, row in spec["rows"].items():
+        if row.get("compare_on_folds") and rows[name]["status"] == "done":
+            rows[name]["same_folds"] = {
+                other: scores_on_folds(rows[other], rows[name]["folds"])
+                for other in row["compare_on_folds"]
+            }
     table = {"title": spec["title"], "rows": rows}
     if spec.get("notes"):
         table["notes"] = spec["notes"]
     return table
+
+
+def scores_on_folds(row, folds):
+    """A table row's mean UA / WA / F1 over the given folds only.
+
+    Arguments
+    ---------
+    row : dict
+        A row of :func:`build_table` (``status``, ``folds``, per-fold figures).
+    folds : list of int
+        The folds to average over (e.g. those of a row run on fewer folds).
+
+    Returns
+    -------
+    dict or None
+        ``folds`` (those of ``folds`` the row has) and the mean of each metric
+        over them; None when the row is pending or has none of the folds.
+
+    Example
+    -------
+    >>> row = {"status": "done", "folds": [1, 2, 3],
+    ...        "UA": {"per_fold": [60.0, 70.0, 90.0]},
+    ...        "WA": {"per_fold": [61.0, 71.0, 91.0]},
+    ...        "F1": {"per_fold": [50.0, 60.0, 80.0]}}
+    >>> scores_on_folds(row, [1, 2])
+    {'folds': [1, 2], 'UA': 65.0, 'WA': 66.0, 'F1': 55.0}
+    >>> scores_on_folds({"status": "pending"}, [1]) is None
+    True
+    """
+    if row["status"] != "done":
+        return None
+    index = [row["folds"].index(fold) for fold in folds if fold in row["folds"]]
+    if not index:
+        return None
+    scores = {"folds": [row["folds"][i] for i in index]}
+    for metric in METRICS:
+        scores[metric] = float(np.mean([row[metric]["per_fold"][i] for i in index]))
+    return scores
+
+
+def _same_folds_lines(row):
+    """Markdown lines: the compared rows' mean scores on this row's folds."""
+    folds = ", ".join(str(fold) for fold in row["folds"])
+    lines = [
+        f"On the same folds ({folds}), mean over the folds:",
+        "",
+        "| row | UA | WA | F1 |",
+        "|---|---|---|---|",
+        "| this row | " + " | ".join(f"{row[m]['mean']:.2f}" for m in METRICS) + " |",
+    ]
+    for other, scores in row["same_folds"].items():
+        if scores is None or scores["folds"] != row["folds"]:
+            lines.append(f"| `{other}` | not run on these folds | | |")
+            continue
+        lines.append(
+            f"| `{other}` | " + " | ".join(f"{scores[m]:.2f}" for m in METRICS) + " |"
+        )
+    return [*lines, ""]
 
 
 def _mean_std(entry):
@@ -371,8 +450,19 @@ def row_section(name, row):
         for label, value in row["per_class_recall"].items()
     )
     lines += ["", f"Per-class recall (pooled, %): {recall}."]
-    if row.get("wall_s"):
-        wall = row["wall_s"]
+    if row.get("same_folds"):
+        lines += ["", *_same_folds_lines(row)]
+    wall = row.get("wall_s") or {}
+    if wall and set(wall) != {"stage1", "stage2", "total"}:  # a multi-stage run
+        stages = ", ".join(
+            f"{stage} {seconds:.0f} s"
+            for stage, seconds in wall.items()
+            if stage != "total"
+        )
+        lines.append(
+            f"Wall time (summed over folds): {stages}, total {wall['total']:.0f} s."
+        )
+    elif wall:
         stage1 = (
             "no stage 1"
             if (row["schedule"] or {}).get("stage1") is None

@@ -128,6 +128,24 @@ def record_fold(info, fold, folder, adapter_folder, seconds, git=None):
     info["folds"][str(fold)] = entry
 
 
+def fold_stage_seconds(entry):
+    """Stage name -> wall time (s, None when never timed) of a fold's run-info entry.
+
+    Two-stage runs record ``stage1_s`` / ``stage2_s``; multi-stage runs
+    (:mod:`ser_lib.multistage`) a ``stage_s`` mapping of their own stage names.
+
+    Example
+    -------
+    >>> fold_stage_seconds({"stage1_s": None, "stage2_s": 3.0})
+    {'stage1': None, 'stage2': 3.0}
+    >>> fold_stage_seconds({"stage_s": {"A": 2.0, "C": 1.0}})
+    {'A': 2.0, 'C': 1.0}
+    """
+    if "stage_s" in entry:
+        return dict(entry["stage_s"])
+    return {stage: entry.get(f"{stage}_s") for stage in STAGES}
+
+
 def total_wall_time(info):
     """Sum of the recorded wall times per stage and in all, in seconds.
 
@@ -137,12 +155,15 @@ def total_wall_time(info):
     ...                   "2": {"stage1_s": None, "stage2_s": 3.0}}}
     >>> total_wall_time(info)
     {'stage1': 2.0, 'stage2': 4.0, 'total': 6.0}
+    >>> total_wall_time({"folds": {"1": {"stage_s": {"A": 2.0, "C": 1.0}},
+    ...                            "2": {"stage_s": {"A": 4.0}}}})
+    {'A': 6.0, 'C': 1.0, 'total': 7.0}
     """
     sums = {}
-    for stage in STAGES:
-        times = [fold[f"{stage}_s"] for fold in info["folds"].values()]
-        sums[stage] = float(sum(t for t in times if t is not None))
-    sums["total"] = sum(sums[stage] for stage in STAGES)
+    for fold in info["folds"].values():
+        for stage, seconds in fold_stage_seconds(fold).items():
+            sums[stage] = sums.get(stage, 0.0) + float(seconds or 0.0)
+    sums["total"] = sum(sums.values())
     return sums
 
 

@@ -402,7 +402,16 @@ def test_fold_writes_metrics_the_aggregation_accepts(fold1):
     assert fold1["results"]["folds"][0]["UA"] == pytest.approx(metrics["UA"])
     assert (fold1["out"] / "cv_results.json").is_file()
     info = json.loads((fold1["out"] / "run_info.json").read_text())
-    assert set(info["stage_seconds"]["1"]) == {"A", "labels", "B", "C"}
+    # run_info.json as the results table reads it (ser_lib.results.collect_row).
+    entry = info["folds"]["1"]
+    assert set(entry["stage_s"]) == {"A", "labels", "B", "C"}
+    assert all(seconds > 0 for seconds in entry["stage_s"].values())
+    assert entry["folder"] == str(fold1["stage_c"])
+    assert entry["stage_folders"]["A"] == str(fold1["stage_a"])
+    assert info["schedule"]["A"]["number_of_epochs"] == 1
+    assert "number_of_epochs" not in info["schedule"]["labels"]
+    assert info["command"].startswith("python recipes/IEMOCAP/gmp_tl/cross_validate.py")
+    assert info["wall_s"]["total"] == pytest.approx(sum(entry["stage_s"].values()))
     for stage in ("stage_a", "stage_b", "stage_c"):
         assert (fold1[stage] / "done.json").is_file()
         assert (fold1[stage] / "encoder" / "config.json").is_file()

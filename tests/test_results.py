@@ -155,3 +155,83 @@ def test_collect_needs_run_info_and_a_finished_fold(tmp_path):
     with pytest.raises(FileNotFoundError, match="No finished fold"):
         collect_row(str(tmp_path), str(tmp_path / "row"))
     assert not (tmp_path / "row").exists()
+
+
+def make_multistage_run(root):
+    """A finished run of ser_lib.multistage (stages A, C) on fold 2 only."""
+    results = root / "cv_multi"
+    info = read_run_info(results)
+    info["command"] = "python recipes/EmoDB/gmp_tl/cross_validate.py --folds 2"
+    info["schedule"] = {"A": {"number_of_epochs": 2}, "C": {"number_of_epochs": 1}}
+    true, predicted = FOLDS[2]
+    stage_a = root / "multi" / "fold2" / "stageA"
+    stage_c = root / "multi" / "fold2" / "stageC"
+    for folder in (stage_a, stage_c):
+        folder.mkdir(parents=True)
+        (folder / "train_log.txt").write_text(f"{folder.name} epoch: 1\n")
+    lines = ["ID,true,predicted"]
+    lines += [
+        f"u{i},{t},{p}" for i, (t, p) in enumerate(zip(true, predicted, strict=True))
+    ]
+    (stage_c / "predictions.csv").write_text("\n".join(lines) + "\n")
+    metrics = {
+        **HAND[2],
+        "n_test": len(true),
+        "classes": ["neu", "sad"],
+        "confusion_matrix": CONFUSION[2],
+    }
+    (stage_c / "metrics.json").write_text(json.dumps(metrics))
+    info["folds"]["2"] = {
+        "folder": str(stage_c),
+        "adapter_folder": None,
+        "stage_folders": {"A": str(stage_a), "C": str(stage_c)},
+        "stage_s": {"A": 20.0, "C": 5.0},
+        "git": None,
+    }
+    write_run_info(results, info)
+    return results
+
+
+def test_multistage_row_on_fewer_folds_compares_on_its_folds(tmp_path):
+    two_fold = make_run(tmp_path)
+    multi = make_multistage_run(tmp_path)
+    (tmp_path / "README.md").write_text(f"{HEADLINE_START}\n{HEADLINE_END}\n")
+    spec_path = tmp_path / "docs" / "results" / "rows.yaml"
+    spec_path.parent.mkdir(parents=True)
+    spec_path.write_text(
+        "title: Fixture\nrows_folder: rows\njson: table.json\n"
+        "markdown: ../RESULTS.md\nreadme: ../../README.md\n"
+        "rows:\n"
+        "  two_fold: {description: folds 1 and 2}\n"
+        "  multi: {description: fold 2 only, compare_on_folds: [two_fold, pending]}\n"
+        "  pending: {description: not run}\n"
+    )
+    spec = load_row_spec(spec_path)
+    rows = tmp_path / "docs" / "results" / "rows"
+    collect_row(str(two_fold), str(rows / "two_fold"))
+    assert collect_row(str(multi), str(rows / "multi")) == [2]
+    # The earlier stage's log comes along, named after its stage.
+    assert (rows / "multi" / "fold2" / "A_train_log.txt").read_text() == (
+        "stageA epoch: 1\n"
+    )
+    assert not (rows / "multi" / "fold2" / "C_train_log.txt").exists()
+    table = write_results_files(spec, str(spec_path))
+
+    row = table["rows"]["multi"]
+    assert row["folds"] == [2]
+    assert row["wall_s"] == {"A": 20.0, "C": 5.0, "total": 25.0}
+    # two_fold on fold 2 alone: HAND[2], not its mean over folds 1 and 2.
+    same = dict(row["same_folds"]["two_fold"])
+    assert same.pop("folds") == [2]
+    assert same == pytest.approx(HAND[2])
+    assert row["same_folds"]["pending"] is None
+    markdown = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "Wall time (summed over folds): A 20 s, C 5 s, total 25 s." in markdown
+    assert "On the same folds (2), mean over the folds:" in markdown
+    assert "| `two_fold` | 75.00 | 66.67 | 66.67 |" in markdown
+    assert "| `pending` | not run on these folds | | |" in markdown
+    with pytest.raises(ValueError, match="unknown rows"):
+        spec_path.write_text(
+            spec_path.read_text().replace("[two_fold, pending]", "[nope]")
+        )
+        load_row_spec(spec_path)

@@ -175,7 +175,7 @@ class WhisperEncoder(FrozenEncoder):
         int
             The number of output frames (0 for an empty input).
         """
-        return math.ceil(int(num_samples) / self.samples_per_frame)
+        return whisper_num_frames(num_samples, self.samples_per_frame)
 
     def fingerprint(self):
         """Returns the settings that determine the features (JSON-serialisable)."""
@@ -211,30 +211,7 @@ class WhisperEncoder(FrozenEncoder):
         torch.Tensor
             [batch, num_mel_bins, num_mel_frames], on the device of ``segments``.
         """
-        hop, n_fft = self.extractor.hop_length, self.extractor.n_fft
-        if num_mel_frames >= self.extractor.nb_max_frames:  # a whole window
-            padded_samples = self.window_samples
-        else:
-            # Zeros beyond the last returned frame's window, so that every returned
-            # frame and the per-utterance maximum are those of the 30-s padding.
-            padded_samples = num_mel_frames * hop + n_fft
-        device = segments[0].device
-        # Always float32: under a bf16 autocast the Mel projection would be bf16.
-        with torch.autocast(device_type=device.type, enabled=False):
-            mel = self._extract(segments, padded_samples, device)
-        return mel[:, :, :num_mel_frames].to(device)
-
-    def _extract(self, segments, padded_samples, device):
-        """The feature extractor on zero-padded segments: [B, n_mels, frames]."""
-        return self.extractor(
-            [seg.detach().float().cpu().numpy() for seg in segments],
-            sampling_rate=self.sample_rate,
-            padding="max_length",
-            max_length=padded_samples,
-            truncation=False,
-            return_tensors="pt",
-            device=device.type,
-        )["input_features"]
+        return whisper_log_mel(self.extractor, segments, num_mel_frames)
 
     def _pad30_states(self, segments):
         """Hidden states of windows padded to the full chunk (transformers forward)."""
@@ -250,36 +227,11 @@ class WhisperEncoder(FrozenEncoder):
         Returns the states 0 to the deepest selected one (all with ``"all"``).
         """
         counts = [self.num_frames(len(seg)) for seg in segments]
-        mel_counts = torch.tensor(counts) * self.mel_per_frame
-        max_frames = max(counts)
-        mel = self.log_mel(segments, max_frames * self.mel_per_frame)
-        device = mel.device
-        mel_mask = length_to_mask(
-            mel_counts, max_len=mel.shape[2], device=device
-        ).unsqueeze(1)  # [B, 1, M]
-        enc = self.encoder
-        hidden = torch.nn.functional.gelu(enc.conv1(mel * mel_mask.to(mel.dtype)))
-        hidden = hidden * mel_mask.to(hidden.dtype)
-        hidden = torch.nn.functional.gelu(enc.conv2(hidden)).permute(0, 2, 1)
-        hidden = hidden + enc.embed_positions.weight[: hidden.shape[1]]
-        frame_counts = torch.tensor(counts, device=device)
-        if min(counts) == max_frames:
-            attention_mask = None
-        else:  # [B, 1, 1, T]: True where a key frame is valid
-            attention_mask = length_to_mask(
-                frame_counts, max_len=max_frames, device=device
-            ).bool()[:, None, None, :]
-        # Only the layers up to the deepest selected state are run.
+        mel = self.log_mel(segments, max(counts) * self.mel_per_frame)
         deepest = self.num_states - 1
         if self.layers != ALL_LAYERS:
             deepest = max(self.layers)
-        states = [hidden]
-        for layer in enc.layers[:deepest]:
-            hidden = layer(hidden, attention_mask)
-            states.append(hidden)
-        if deepest == self.num_states - 1:
-            states[-1] = enc.layer_norm(hidden)
-        return states
+        return whisper_native_states(self.encoder, mel, counts, deepest)
 
     def encode(self, wavs, lens):
         """Computes the selected hidden states of a padded batch.
@@ -314,3 +266,146 @@ class WhisperEncoder(FrozenEncoder):
         return pad_sequence(
             [torch.cat(parts) for parts in per_utterance], batch_first=True
         )
+
+
+def whisper_num_frames(num_samples, samples_per_frame):
+    """The output frames of ``num_samples`` samples: ``ceil(num_samples / samples_per_frame)``.
+
+    Shared by the frozen :class:`WhisperEncoder` and the trainable
+    :class:`ser_lib.inloop.encoder.TrainableWhisperEncoder`.
+
+    Example
+    -------
+    >>> whisper_num_frames(16000, 320), whisper_num_frames(16001, 320), whisper_num_frames(0, 320)
+    (50, 51, 0)
+    """
+    return math.ceil(int(num_samples) / samples_per_frame)
+
+
+def whisper_log_mel(extractor, segments, num_mel_frames):
+    """Whisper log-Mel spectrograms of waveforms padded with zeros.
+
+    The spectrogram of each segment is that of the segment zero-padded to a whole
+    window (30 s), cut to its first ``num_mel_frames`` frames: only the zeros up
+    to the last returned frame's analysis window are computed, so a short
+    ``num_mel_frames`` (the native mode) costs little.
+
+    Arguments
+    ---------
+    extractor : transformers.WhisperFeatureExtractor
+        The checkpoint's feature extractor (no dither).
+    segments : list of torch.Tensor
+        Unpadded waveforms [samples], at most one window each.
+    num_mel_frames : int
+        The number of log-Mel frames to return (3000 for a 30-s window).
+
+    Returns
+    -------
+    torch.Tensor
+        [batch, num_mel_bins, num_mel_frames] float32, on the device of ``segments``.
+
+    Example
+    -------
+    >>> from transformers import WhisperFeatureExtractor
+    >>> extractor = WhisperFeatureExtractor(feature_size=80, chunk_length=1)
+    >>> whisper_log_mel(extractor, [torch.randn(1000), torch.randn(500)], 8).shape
+    torch.Size([2, 80, 8])
+    """
+    hop, n_fft = extractor.hop_length, extractor.n_fft
+    if num_mel_frames >= extractor.nb_max_frames:  # a whole window
+        padded_samples = int(extractor.n_samples)
+    else:
+        # Zeros beyond the last returned frame's window, so that every returned
+        # frame and the per-utterance maximum are those of the 30-s padding.
+        padded_samples = num_mel_frames * hop + n_fft
+    device = segments[0].device
+    # Always float32: under a bf16 autocast the Mel projection would be bf16.
+    with torch.autocast(device_type=device.type, enabled=False):
+        mel = extractor(
+            [seg.detach().float().cpu().numpy() for seg in segments],
+            sampling_rate=extractor.sampling_rate,
+            padding="max_length",
+            max_length=padded_samples,
+            truncation=False,
+            return_tensors="pt",
+            device=device.type,
+        )["input_features"]
+    return mel[:, :, :num_mel_frames].to(device)
+
+
+def whisper_native_states(encoder, mel, frame_counts, num_layers=None):
+    """Runs a Whisper encoder on log-Mel frames of their real length.
+
+    The modules of ``transformers``' ``WhisperEncoder`` (``conv1``, ``conv2``,
+    ``embed_positions``, ``layers``, ``layer_norm``) with the position table sliced
+    to the input length (``transformers``' own forward refuses anything but the 30-s
+    window). In a batch, the log-Mel frames beyond an utterance and the first
+    convolution's outputs beyond it are zeroed (as the convolutions' own zero
+    padding would give) and the attention masks the padded frames, so each
+    utterance's states do not depend on the batch. Dropout after the positions and
+    LayerDrop follow ``transformers``' forward (active only in training mode).
+
+    Arguments
+    ---------
+    encoder : transformers.models.whisper.modeling_whisper.WhisperEncoder
+        Loaded with ``attn_implementation="sdpa"`` (boolean padding mask).
+    mel : torch.Tensor
+        [batch, num_mel_bins, mel_frames]: at least ``2 * max(frame_counts)`` frames
+        (two per output frame); the frames beyond are ignored.
+    frame_counts : sequence of int
+        Output frames of each utterance (its log-Mel frames are twice as many).
+    num_layers : int or None
+        Transformer layers to run (all if None). The final layer norm is applied
+        to the last state only when every layer is run.
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``num_layers + 1`` states [batch, max(frame_counts), d_model]: the input of
+        the first layer, then each layer's output (the last after the layer norm
+        when every layer is run). Frames beyond an utterance are not zeroed.
+
+    Example
+    -------
+    >>> from transformers import WhisperConfig
+    >>> from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisper
+    >>> config = WhisperConfig(d_model=16, encoder_layers=2, encoder_attention_heads=2,
+    ...     encoder_ffn_dim=32, num_mel_bins=80, max_source_positions=50)
+    >>> config._attn_implementation = "sdpa"
+    >>> hf_encoder = HFWhisper(config).eval()
+    >>> states = whisper_native_states(hf_encoder, torch.randn(2, 80, 20), [10, 7])
+    >>> len(states), states[-1].shape
+    (3, torch.Size([2, 10, 16]))
+    """
+    strides = encoder.conv1.stride[0] * encoder.conv2.stride[0]
+    counts = torch.as_tensor(list(frame_counts), device=mel.device)
+    max_frames = int(counts.max())
+    mel = mel[:, :, : max_frames * strides]
+    mel_mask = length_to_mask(
+        counts * strides, max_len=mel.shape[2], device=mel.device
+    ).unsqueeze(1)  # [B, 1, M]
+    hidden = torch.nn.functional.gelu(encoder.conv1(mel * mel_mask.to(mel.dtype)))
+    hidden = hidden * mel_mask.to(hidden.dtype)
+    hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
+    hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+    hidden = torch.nn.functional.dropout(
+        hidden, p=encoder.dropout, training=encoder.training
+    )
+    if int(counts.min()) == max_frames:
+        attention_mask = None
+    else:  # [B, 1, 1, T]: True where a key frame is valid
+        attention_mask = length_to_mask(
+            counts, max_len=max_frames, device=mel.device
+        ).bool()[:, None, None, :]
+    all_layers = len(encoder.layers)
+    num_layers = all_layers if num_layers is None else num_layers
+    states = [hidden]
+    for layer in encoder.layers[:num_layers]:
+        # LayerDrop as in transformers' forward: the state repeats the previous one.
+        skip = encoder.training and encoder.layerdrop > 0.0
+        if not skip or float(torch.rand([])) >= encoder.layerdrop:
+            hidden = layer(hidden, attention_mask)
+        states.append(hidden)
+    if num_layers == all_layers:
+        states[-1] = encoder.layer_norm(hidden)
+    return states

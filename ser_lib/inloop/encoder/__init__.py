@@ -10,7 +10,8 @@ the classes here are ``torch.nn.Module`` s whose weights are trained by a Brain:
   checkpointing, and ``mask_time_indices`` (frames replaced by the model's learned mask
   embedding) for masked prediction.
 * :class:`TrainableWhisperEncoder`: the encoder of a Whisper checkpoint (log-Mel
-  input padded to 30 s, as Whisper was trained). Whisper has no mask embedding: the
+  input padded to 30 s, as Whisper was trained, or ``input_mode="native"``: the real
+  length, as the frozen extractor's native mode). Whisper has no mask embedding: the
   stand-in is a learned log-Mel vector written into the input frames of every masked
   output frame (:attr:`TrainableWhisperEncoder.mask_embedding`).
 
