@@ -115,6 +115,19 @@ class BenchmarkSize:
         Audio sample rate.
     max_frames : int
         Longer utterances are randomly cropped to this many frames in training.
+    whisper_utterances : int
+        EmoDB utterances (evenly spaced) of the Whisper extraction throughput.
+    whisper_batch_seconds : float
+        Padded audio per Whisper extraction batch.
+    protocol_config : str
+        Experiment config (relative to the repository) whose size the real-data
+        EmoDB protocol's epochs are timed at.
+    protocol_results : str
+        Results file (relative to the repository) holding the as-run wall time.
+    protocol_row : str
+        Its row of that protocol.
+    protocol_epoch_steps : int
+        Timed steps of each stage's epoch (0: every step of the epoch).
     folds : int
         Folds of the paper protocol (for the wall-time extrapolation).
     epochs_per_stage : int
@@ -156,6 +169,12 @@ class BenchmarkSize:
     frame_rate: float = 50.0
     sample_rate: int = 16000
     max_frames: int = 1500
+    whisper_utterances: int = 40
+    whisper_batch_seconds: float = 60.0
+    protocol_config: str = "recipes/EmoDB/hparams/whisper_base_cpu.yaml"
+    protocol_results: str = "docs/results/emodb.json"
+    protocol_row: str = "wap_la_teacher"
+    protocol_epoch_steps: int = 0
     folds: int = 5
     epochs_per_stage: int = 100
     seed: int = 0
@@ -194,6 +213,9 @@ SIZES = {
         scaling_batch=4,
         scaling_buckets=2,
         max_frames=150,
+        whisper_utterances=2,
+        whisper_batch_seconds=10.0,
+        protocol_epoch_steps=1,
     ),
 }
 """The benchmark sizes by name."""

@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -59,17 +58,9 @@ CHECKS = {
 utterances of the random cache (None: the size's IEMOCAP-sized corpus)."""
 
 
-def _autocast(device, precision):
-    """bf16 autocast on the device for ``bf16``, nothing for ``fp32``."""
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-
-
 def _extraction(spec):
     """:func:`benchmarks.tasks.task_extraction` in the spec's precision."""
-    with _autocast(spec["device"], spec["precision"]):
-        return task_extraction(spec)
+    return task_extraction({**spec, "extraction_precision": spec["precision"]})
 
 
 def _epoch(spec):

@@ -12,6 +12,7 @@ Authors
 """
 
 from benchmarks.config import BenchmarkSize
+from benchmarks.protocol import protocol_figures
 from benchmarks.suite import TARGETS, corpus_durations
 
 STEP_CONFIGS = (
@@ -81,9 +82,9 @@ HEADLINE_NOTES = {
     "assignment reused / stage-1 bf16 step",
     "stage1_vs_encoder_in_loop": "(frozen-encoder forward + stage-1 step) / stage-1 "
     "step per frame, both under bf16 autocast, stage 1 at the paper's batch",
-    "whisper_native_vs_pad30": "null: the benchmark has no Whisper encoder yet "
-    "(Whisper-base pad30 vs native extraction is measured once the Whisper encoder "
-    "of the real-speech issue has landed)",
+    "whisper_native_vs_pad30": "Whisper-base extraction wall time with every input "
+    "padded to 30 s (pad30) / at its own length (native), float32, on EmoDB "
+    "utterances, length-sorted batches",
 }
 """What each headline figure of ``benchmarks.json`` is (written next to them)."""
 
@@ -402,8 +403,33 @@ def derive(results):
         "stage1_vs_encoder_in_loop": precision["stage1_vs_encoder_in_loop_bf16"],
         "whisper_native_vs_pad30": None,
     }
+    headline_reasons = {}
+    whisper = tasks.get("whisper_extraction", {"reason": "not run"})
+    if "reason" in whisper:
+        headline_reasons["whisper_native_vs_pad30"] = whisper["reason"]
+    else:
+        headline["whisper_native_vs_pad30"] = whisper["native_vs_pad30_fp32"]["wall"]
+    extraction_precision = None
+    if "extraction_bf16" in tasks:
+        extraction_precision = {
+            precision: tasks[name]["audio_seconds_per_second"]
+            for precision, name in (("fp32", "extraction"), ("bf16", "extraction_bf16"))
+        }
+        extraction_precision["bf16_speedup"] = (
+            extraction_precision["bf16"] / extraction_precision["fp32"]
+        )
+    emodb_protocol = None
+    if "emodb_protocol" in results:
+        emodb_protocol = {
+            **results["emodb_protocol"],
+            **protocol_figures(results["emodb_protocol"]),
+        }
     return {
         "headline": headline,
+        "headline_reasons": headline_reasons,
+        "whisper": whisper,
+        "extraction_precision": extraction_precision,
+        "emodb_protocol": emodb_protocol,
         "precision": precision,
         "steps": steps,
         "ratios": ratios,

@@ -335,16 +335,89 @@ def _extraction_section(results, derived):
         fmt(ext[key])
         for key in ("audio_seconds", "seconds", "audio_seconds_per_second")
     ]
-    return render_section(
-        "b. Feature extraction throughput",
-        (header, [row + [fmt(ext["corpus_hours"])]]),
+    rows = [["fp32"] + row + [fmt(ext["corpus_hours"])]]
+    by_precision = derived.get("extraction_precision")
+    if by_precision:
+        bf16 = results["tasks"]["extraction_bf16"]
+        rows.append(
+            ["bf16 autocast", bf16["utterances"]]
+            + [
+                fmt(bf16[key])
+                for key in ("audio_seconds", "seconds", "audio_seconds_per_second")
+            ]
+            + [fmt(ext["corpus_hours"] / by_precision["bf16_speedup"])]
+        )
+    blocks = [
+        (["Precision"] + header, rows),
         "`run_feature_extraction` end to end (read the wav, encode, write float16 "
         "`.npy`) with length-sorted batches of at most "
         f"{size.extraction_batch_seconds:g} s of padded audio, on IEMOCAP-like "
-        f"durations clipped to {size.extraction_max_seconds:g} s. The last column "
-        "extrapolates to the whole IEMOCAP-like corpus; extraction runs once, then "
-        "every epoch reads the cache.",
+        f"durations clipped to {size.extraction_max_seconds:g} s, with the "
+        "encoder above (random weights), in float32 and under bf16 autocast"
+        + (
+            f" (bf16 {fmt(by_precision['bf16_speedup'])}x the float32 throughput)"
+            if by_precision
+            else ""
+        )
+        + ". The last column extrapolates to the whole IEMOCAP-like corpus; "
+        "extraction runs once, then every epoch reads the cache.",
+    ]
+    return render_section(
+        "b. Feature extraction throughput", *blocks, *_whisper_blocks(derived)
     )
+
+
+def _whisper_blocks(derived):
+    """Whisper-base ``pad30`` against ``native`` extraction (or why it is absent)."""
+    whisper = derived.get("whisper") or {"reason": "not run"}
+    if "reason" in whisper:
+        return [
+            "Whisper-base `pad30` against `native` on EmoDB: **not measured** "
+            f"({whisper['reason']}); `whisper_native_vs_pad30` is null."
+        ]
+    rows = []
+    for name, row in whisper["rows"].items():
+        mode, precision = name.split("_")
+        rows.append(
+            [
+                mode,
+                precision,
+                fmt(row["wall_s"]),
+                fmt(row["audio_s_per_wall_s"]),
+                fmt(row["audio_s_per_cpu_s"]),
+            ]
+        )
+    ratios = [
+        f"{precision}: native {fmt(whisper[key]['wall'])}x faster than pad30 "
+        f"(CPU time {fmt(whisper[key]['cpu'])}x)"
+        for precision in ("fp32", "bf16")
+        if (key := f"native_vs_pad30_{precision}") in whisper
+    ]
+    cosines = [
+        f"{mode} {whisper[key]:.4f}"
+        for mode in ("pad30", "native")
+        if (key := f"bf16_vs_fp32_cosine_{mode}") in whisper
+    ]
+    return [
+        (
+            [
+                "Whisper input",
+                "Precision",
+                "Wall (s)",
+                "Audio s / s",
+                "Audio s / CPU s",
+            ],
+            rows,
+        ),
+        "The Whisper model of `--whisper_source` (whisper-base, real weights) on "
+        f"{whisper['num_utterances']} utterances of `--emodb_wav_folder` "
+        f"({fmt(whisper['audio_seconds'])} s of audio, evenly spaced in name "
+        "order), `benchmarks.extraction.whisper_throughput` (the code of "
+        "`tools/extraction_throughput.py`): " + "; ".join(ratios) + ". Mean "
+        "per-frame cosine of the bf16 features to the float32 ones: "
+        + ", ".join(cosines)
+        + ".",
+    ]
 
 
 PARAM_ROWS = (
@@ -575,7 +648,83 @@ def _protocol_section(results, derived):
         f"encoder in the loop {fmt(protocol['encoder_loop_hours'])} h; full "
         f"fine-tuning, one stage of {epochs} epochs per fold, "
         f"{fmt(protocol['full_finetune_hours'])} h.",
+        *_emodb_protocol_blocks(derived),
     )
+
+
+def _emodb_protocol_blocks(derived):
+    """The real-data EmoDB protocol: extrapolated from measured epochs, as run."""
+    entry = derived.get("emodb_protocol")
+    if entry is None:
+        return []
+    as_run = entry["as_run"]
+    if "reason" in as_run:
+        run_text = f"As actually run: not available ({as_run['reason']})."
+    else:
+        run_text = (
+            f"As actually run: row `{as_run['row']}` of `{as_run['file']}` (its "
+            f"command in that file; folds {as_run['folds']}), stage 1 "
+            f"{fmt(as_run['stage1'] / 3600)} h + stage 2 "
+            f"{fmt(as_run['stage2'] / 3600)} h = **{fmt(as_run['total'] / 3600)} h** "
+            "(each stage's process wall time summed over the folds: validation, "
+            "test and start-up included; the features were already cached)."
+        )
+    epochs = entry["epochs_per_stage"]
+    head = (
+        f"Real-data EmoDB protocol at the size of `{entry['config']}` "
+        f"({entry['folds']} folds x ({epochs['stage1']} + {epochs['stage2']}) "
+        "epochs): "
+    )
+    if entry["extrapolated_seconds"] is None:
+        measured = entry.get("epochs")
+        epoch_text = ""
+        if measured:
+            epoch_text = (
+                " Measured epochs: stage 1 "
+                f"{fmt(measured['stage1']['epoch_seconds'])} s, stage 2 "
+                f"{fmt(measured['stage2']['epoch_seconds'])} s."
+            )
+        return [
+            head + f"extrapolation **not available** ({entry['reason']})." + epoch_text,
+            run_text,
+        ]
+    measured = entry["epochs"]
+    rows = [
+        [
+            stage,
+            measured[stage]["precision"],
+            measured[stage]["steps_per_epoch"],
+            measured[stage]["timed_steps"],
+            fmt(measured[stage]["epoch_seconds"]),
+            fmt(entry["stage_seconds"][stage] / 3600),
+        ]
+        for stage in ("stage1", "stage2")
+    ]
+    rows.append(
+        [
+            "extraction (Whisper-base native, fp32)",
+            "fp32",
+            "–",
+            "–",
+            "–",
+            fmt(entry["extraction_seconds"] / 3600),
+        ]
+    )
+    return [
+        head + f"extrapolated **{fmt(entry['extrapolated_seconds'] / 3600)} h**: one "
+        "epoch of each stage timed step by step on random features of the lengths "
+        f"of a training fold of EmoDB ({measured['utterances']} of "
+        f"{entry['corpus_utterances']} utterances, the recipe's pool-sorted "
+        "batches), times the epochs and folds, plus EmoDB's "
+        f"{fmt(entry['corpus_audio_seconds'])} s of audio at the measured Whisper "
+        "native float32 throughput. Validation and test passes, start-up and data "
+        "loading are not in it.",
+        (
+            ["Part", "Precision", "Steps / epoch", "Timed", "Epoch (s)", "Total (h)"],
+            rows,
+        ),
+        run_text,
+    ]
 
 
 def closing_note(derived):
@@ -733,7 +882,13 @@ def write_report(results, output_dir, command, notes=""):
     document = {
         "command": command,
         **derived["headline"],
-        "headline_notes": HEADLINE_NOTES,
+        "headline_notes": {
+            **HEADLINE_NOTES,
+            **{
+                key: f"null: {reason}"
+                for key, reason in derived["headline_reasons"].items()
+            },
+        },
         "results": results,
         "derived": derived,
     }

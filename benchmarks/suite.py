@@ -15,8 +15,10 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from benchmarks.config import SIZES
+from benchmarks.extraction import wav_durations
 from benchmarks.measure import machine_info
 from benchmarks.padding import padding_comparison
+from benchmarks.protocol import as_run_wall_time, fold_frames, protocol_settings
 from benchmarks.synthetic import (
     iemocap_like_durations,
     random_feature_cache,
@@ -143,7 +145,71 @@ class _Runner:
         return result
 
 
-def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
+def _missing_material(whisper_source, wav_folder):
+    """Why the real-material measurements cannot run (None when they can).
+
+    Example
+    -------
+    >>> _missing_material(None, "/x")
+    'no Whisper model given (--whisper_source)'
+    """
+    if whisper_source is None:
+        return "no Whisper model given (--whisper_source)"
+    if wav_folder is None:
+        return "no EmoDB wav folder given (--emodb_wav_folder)"
+    for path in (whisper_source, wav_folder):
+        if not Path(path).is_dir():
+            return f"{path} is not a folder"
+    return None
+
+
+def _emodb_protocol(run, base, size, repo, whisper, wav_folder):
+    """The real-data EmoDB protocol's raw figures (see :mod:`benchmarks.protocol`)."""
+    config = repo / size.protocol_config
+    settings = protocol_settings(config, config.parents[1])
+    entry = {
+        "config": size.protocol_config,
+        "folds": settings["stage1"]["n_folds"],
+        "epochs_per_stage": {
+            stage: settings[stage]["number_of_epochs"] for stage in settings
+        },
+        "as_run": as_run_wall_time(repo / size.protocol_results, size.protocol_row),
+        "epochs": None,
+        "extraction_audio_s_per_s": None,
+        "reason": None,
+    }
+    entry["as_run"]["file"] = size.protocol_results  # repository-relative
+    if wav_folder is None or not Path(wav_folder).is_dir():
+        entry["reason"] = "no EmoDB wav folder given (--emodb_wav_folder)"
+        return entry
+    durations = wav_durations(wav_folder)
+    entry["corpus_utterances"] = len(durations)
+    entry["corpus_audio_seconds"] = float(sum(durations))
+    entry["epochs"] = run(
+        "protocol_epochs",
+        {
+            **base,
+            "settings": settings,
+            "frames": fold_frames(durations, entry["folds"], size.frame_rate),
+        },
+    )
+    if "reason" in whisper:
+        entry["reason"] = "no Whisper extraction throughput: " + whisper["reason"]
+    else:
+        entry["extraction_audio_s_per_s"] = whisper["rows"]["native_fp32"][
+            "audio_s_per_wall_s"
+        ]
+    return entry
+
+
+def run_benchmark(
+    size_name="full",
+    device=None,
+    work_dir=None,
+    isolate=True,
+    whisper_source=None,
+    emodb_wav_folder=None,
+):
     """Runs every measurement of the benchmark and returns the raw results.
 
     Arguments
@@ -156,12 +222,20 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
         Scratch folder (a temporary one, deleted afterwards, by default).
     isolate : bool
         Run each configuration in a fresh process (its own peak memory).
+    whisper_source : str, optional
+        Folder of a Whisper model (whisper-base) for the ``pad30``/``native``
+        extraction; without it (or ``emodb_wav_folder``) that entry holds only
+        the reason.
+    emodb_wav_folder : str, optional
+        EmoDB's ``wav`` folder: the utterances of the Whisper extraction and the
+        lengths of the real-data protocol's epochs.
 
     Returns
     -------
     dict
         ``size``, ``device``, ``precision``, ``machine``, ``padding``, ``tasks``
-        (raw results by name), ``scaling`` (list), ``started``, ``seconds``.
+        (raw results by name; ``whisper_extraction`` holds ``reason`` when it did
+        not run), ``emodb_protocol``, ``scaling`` (list), ``started``, ``seconds``.
     """
     if size_name not in SIZES:
         raise KeyError(f"Unknown benchmark size {size_name!r}; known: {sorted(SIZES)}")
@@ -171,7 +245,9 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
     precision = "bf16" if torch.device(device).type == "cuda" else "fp32"
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="ser_benchmark_") as tmp:
-            return run_benchmark(size_name, device, tmp, isolate)
+            return run_benchmark(
+                size_name, device, tmp, isolate, whisper_source, emodb_wav_folder
+            )
     work_dir = Path(work_dir)
     start = time.perf_counter()
     repo = Path(__file__).resolve().parents[1]
@@ -213,6 +289,31 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
             "cache_dir": str(work_dir / "extraction_cache"),
         },
     )
+    tasks["extraction_bf16"] = run(
+        "extraction",
+        {
+            **base,
+            "tag": "extraction_bf16",
+            "extraction_precision": "bf16",
+            "encoder_dir": str(encoder_dir),
+            "csv": str(csv_path),
+            "data_root": str(corpus_dir),
+            "cache_dir": str(work_dir / "extraction_cache_bf16"),
+        },
+    )
+    missing = _missing_material(whisper_source, emodb_wav_folder)
+    if missing is None:
+        tasks["whisper_extraction"] = run(
+            "whisper_extraction",
+            {
+                **base,
+                "whisper_source": str(whisper_source),
+                "wav_folder": str(emodb_wav_folder),
+                "work_dir": str(work_dir / "whisper_extraction"),
+            },
+        )
+    else:
+        tasks["whisper_extraction"] = {"reason": missing}
     model_spec = {
         **base,
         "encoder_dir": str(encoder_dir),
@@ -230,6 +331,14 @@ def run_benchmark(size_name="full", device=None, work_dir=None, isolate=True):
     ):
         tasks[name] = run(name, model_spec)
     results["tasks"] = tasks
+    results["emodb_protocol"] = _emodb_protocol(
+        run,
+        base,
+        size,
+        repo,
+        tasks["whisper_extraction"],
+        emodb_wav_folder,
+    )
 
     # The k-times corpus repeats the 1x durations k times (new utterances, same
     # lengths), so every size sees the same batch shapes and only the corpus grows.

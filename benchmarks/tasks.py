@@ -28,6 +28,7 @@ from benchmarks.baselines import (
     StepTimedAdapterBrain,
 )
 from benchmarks.config import BenchmarkSize
+from benchmarks.extraction import precision_context, whisper_throughput
 from benchmarks.measure import (
     count_flops,
     matmul_peak,
@@ -36,6 +37,7 @@ from benchmarks.measure import (
     timing_summary,
 )
 from benchmarks.precision import precision_steps
+from benchmarks.protocol import task_protocol_epochs
 from ser_lib.brains import AdapterBrain, FinetuneBrain
 from ser_lib.dataio import build_label_encoder, feature_dataset
 from ser_lib.encoders import HFEncoder
@@ -233,16 +235,28 @@ def feature_batch(num_utterances, num_frames, feature_dim, seed=0):
     >>> batch.feats.data.shape, batch.emo_encoded.data.view(-1).tolist()
     (torch.Size([2, 5, 3]), [0, 1])
     """
+    return padded_feature_batch([num_frames] * num_utterances, feature_dim, seed)
+
+
+def padded_feature_batch(frames, feature_dim, seed=0):
+    """A batch of random features of the given lengths (padded to the longest).
+
+    Example
+    -------
+    >>> batch = padded_feature_batch([3, 5], 2)
+    >>> batch.feats.data.shape, batch.feats.lengths.tolist()
+    (torch.Size([2, 5, 2]), [0.6000000238418579, 1.0])
+    """
     generator = torch.Generator().manual_seed(seed)
     return PaddedBatch(
         [
             {
                 "id": f"utt{i}",
-                "feats": torch.randn(num_frames, feature_dim, generator=generator),
+                "feats": torch.randn(int(n), feature_dim, generator=generator),
                 "emo_encoded": torch.tensor([i % len(CLASSES)]),
                 "augment": 0,
             }
-            for i in range(num_utterances)
+            for i, n in enumerate(frames)
         ]
     )
 
@@ -351,7 +365,9 @@ def _step_shape(spec):
 def task_extraction(spec):
     """Feature-extraction throughput of the encoder, length-sorted batches.
 
-    Spec: ``encoder_dir``, ``csv`` (noise corpus), ``data_root``, ``cache_dir``.
+    Spec: ``encoder_dir``, ``csv`` (noise corpus), ``data_root``, ``cache_dir``,
+    optionally ``extraction_precision`` (``fp32``, the default, or ``bf16``
+    autocast; see :func:`benchmarks.extraction.precision_context`).
     Also returns the encoder's parameter count and the frames of one utterance of
     the fixed comparison batch (``step_frames``).
     """
@@ -359,18 +375,21 @@ def task_extraction(spec):
     start = time.perf_counter()
     encoder = _hf_encoder(spec)
     load_seconds = time.perf_counter() - start
-    summary = run_feature_extraction(
-        encoder,
-        spec["csv"],
-        spec["cache_dir"],
-        data_root=spec["data_root"],
-        batch_seconds=size.extraction_batch_seconds,
-        device=spec["device"],
-        progress=False,
-    )
+    precision = spec.get("extraction_precision", "fp32")
+    with precision_context(precision, spec["device"]):
+        summary = run_feature_extraction(
+            encoder,
+            spec["csv"],
+            spec["cache_dir"],
+            data_root=spec["data_root"],
+            batch_seconds=size.extraction_batch_seconds,
+            device=spec["device"],
+            progress=False,
+        )
     cache = FeatureCache(spec["cache_dir"])
     audio_seconds = sum(cache.num_frames(i) for i in cache.ids) / encoder.frame_rate
     return {
+        "precision": precision,
         "audio_seconds": audio_seconds,
         "utterances": summary.num_extracted,
         "seconds": summary.seconds,
@@ -707,8 +726,27 @@ def task_scaling(spec):
     }
 
 
+def task_whisper_extraction(spec):
+    """Whisper ``pad30`` against ``native`` extraction, fp32 and bf16, on real wavs.
+
+    Spec: ``whisper_source`` (model folder), ``wav_folder``, ``work_dir``; see
+    :func:`benchmarks.extraction.whisper_throughput`.
+    """
+    size = _size(spec)
+    return whisper_throughput(
+        spec["whisper_source"],
+        spec["wav_folder"],
+        spec["work_dir"],
+        num_utterances=size.whisper_utterances,
+        batch_seconds=size.whisper_batch_seconds,
+        device=spec["device"],
+    )
+
+
 TASKS = {
     "extraction": task_extraction,
+    "whisper_extraction": task_whisper_extraction,
+    "protocol_epochs": task_protocol_epochs,
     "stage1_cached": task_stage1_cached,
     "stage1_cached_tuned": task_stage1_cached_tuned,
     "stage2_cached": task_stage2_cached,

@@ -34,6 +34,9 @@ __all__ = [
 METRICS = ("UA", "WA", "F1")
 """The scores aggregated over folds (percentages)."""
 
+NOT_AVERAGED = ("loss", "n_test")
+"""Numbers of ``metrics.json`` that are not scores (never averaged as extra metrics)."""
+
 METRICS_FILE = "metrics.json"
 """A finished fold's scores, in its stage-2 folder."""
 
@@ -68,8 +71,42 @@ def read_fold_metrics(folder):
         return json.load(f)
 
 
+def extra_metric_names(fold_metrics):
+    """The extra scores of the folds: numbers beyond UA/WA/F1 that every fold has.
+
+    E.g. the ``WER`` of an ASR task or the ``gender_UA`` of an auxiliary task;
+    ``loss`` and ``n_test`` are not scores, and a score missing from one fold is
+    not averaged.
+
+    Arguments
+    ---------
+    fold_metrics : dict
+        Fold number -> the fold's ``metrics.json`` content.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+
+    Example
+    -------
+    >>> extra_metric_names({1: {"UA": 1.0, "WER": 40.0, "gender_UA": 90.0, "loss": 1.0},
+    ...                     2: {"UA": 2.0, "WER": 30.0, "classes": ["a"]}})
+    ['WER']
+    """
+    names = None
+    for metrics in fold_metrics.values():
+        numbers = {
+            key
+            for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+        names = numbers if names is None else names & numbers
+    return sorted((names or set()) - set(METRICS) - set(NOT_AVERAGED))
+
+
 def aggregate_folds(fold_metrics):
-    """Mean and standard deviation of UA/WA/F1 over folds.
+    """Mean and standard deviation of UA/WA/F1 (and extra scores) over folds.
 
     Arguments
     ---------
@@ -79,57 +116,67 @@ def aggregate_folds(fold_metrics):
     Returns
     -------
     dict
-        ``{"folds": [{"fold", "UA", "WA", "F1", "n_test"}], "mean": {...},
-        "std": {...}}``; std is the sample standard deviation over folds (0 for a
-        single fold).
+        ``{"folds": [{"fold", "UA", "WA", "F1", "n_test", <extra>...}], "mean":
+        {...}, "std": {...}, "extra_metrics": [...]}``; std is the sample standard
+        deviation over folds (0 for a single fold); the extra metrics are those of
+        :func:`extra_metric_names` (e.g. ``WER``, ``gender_UA``).
 
     Example
     -------
     >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10},
     ...                        2: {"UA": 80.0, "WA": 70.0, "F1": 75.0, "n_test": 12}})
-    >>> res["mean"]["UA"], round(res["std"]["UA"], 4)
-    (75.0, 7.0711)
+    >>> res["mean"]["UA"], round(res["std"]["UA"], 4), res["extra_metrics"]
+    (75.0, 7.0711, [])
     """
+    extra = extra_metric_names(fold_metrics)
+    names = (*METRICS, *extra)
     folds = []
     for fold in sorted(fold_metrics):
         metrics = fold_metrics[fold]
-        row = {"fold": int(fold), **{m: float(metrics[m]) for m in METRICS}}
+        row = {"fold": int(fold), **{m: float(metrics[m]) for m in names}}
         row["n_test"] = int(metrics["n_test"])
         folds.append(row)
     if not folds:
         raise ValueError("No finished fold to aggregate")
     mean, std = {}, {}
-    for m in METRICS:
+    for m in names:
         values = np.array([row[m] for row in folds])
         mean[m] = float(values.mean())
         std[m] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {"folds": folds, "mean": mean, "std": std}
+    return {"folds": folds, "mean": mean, "std": std, "extra_metrics": extra}
 
 
 def results_table(results):
-    """Markdown table of per-fold scores and mean ± std.
+    """Markdown table of per-fold scores and mean ± std (extra scores as columns).
 
     Example
     -------
     >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10}})
     >>> print(results_table(res).splitlines()[-1])
     | mean ± std | 10 | 70.00 ± 0.00 | 60.00 ± 0.00 | 65.00 ± 0.00 |
+    >>> res = aggregate_folds({1: {"UA": 70.0, "WA": 60.0, "F1": 65.0, "n_test": 10,
+    ...                            "WER": 41.5}})
+    >>> print("\\n".join(results_table(res).splitlines()[::2]))
+    | fold | n_test | UA (%) | WA (%) | F1 (%) | WER |
+    | 1 | 10 | 70.00 | 60.00 | 65.00 | 41.50 |
     """
+    names = (*METRICS, *results.get("extra_metrics", ()))
     lines = [
-        "| fold | n_test | UA (%) | WA (%) | F1 (%) |",
-        "|---|---|---|---|---|",
+        "| fold | n_test | UA (%) | WA (%) | F1 (%) |"
+        + "".join(f" {m} |" for m in names[len(METRICS) :]),
+        "|---|---|" + "---|" * len(names),
     ]
     for row in results["folds"]:
         lines.append(
             f"| {row['fold']} | {row['n_test']} | "
-            + " | ".join(f"{row[m]:.2f}" for m in METRICS)
+            + " | ".join(f"{row[m]:.2f}" for m in names)
             + " |"
         )
     total = sum(row["n_test"] for row in results["folds"])
     lines.append(
         f"| mean ± std | {total} | "
         + " | ".join(
-            f"{results['mean'][m]:.2f} ± {results['std'][m]:.2f}" for m in METRICS
+            f"{results['mean'][m]:.2f} ± {results['std'][m]:.2f}" for m in names
         )
         + " |"
     )

@@ -24,6 +24,7 @@
 """
 
 import contextlib
+import gc
 import os
 import random
 
@@ -37,6 +38,7 @@ from ser_lib.audio_levels import measure_manifest
 from ser_lib.dataio import dataio_prep
 from ser_lib.features import prepare_features
 from ser_lib.locking import FolderLock
+from ser_lib.precision import resolve_hparams_precision
 from ser_lib.stage_identity import check_stage, write_stage_settings
 
 
@@ -66,7 +68,31 @@ def ddp_group(run_opts):
             torch.distributed.barrier()
     finally:
         if initialized:
+            gc.collect()  # DDP reducers released by release_ddp_wrappers go now
             torch.distributed.destroy_process_group()
+
+
+def release_ddp_wrappers(brain):
+    """Replaces the Brain's ``DistributedDataParallel`` wrappers by their modules.
+
+    A DDP reducer keeps the gloo work of its last gradient all-reduce (tensors
+    included) and a reference to the process group; alive at interpreter exit, it is
+    destroyed during finalisation, where releasing those tensors needs the GIL and the
+    process aborts ("terminate called without an active exception", exit -6) although
+    the stage finished. Called after ``conclude``, so that :func:`ddp_group` can
+    destroy the group while the interpreter is still whole. Without DDP, nothing
+    changes.
+
+    Example
+    -------
+    >>> brain = sb.Brain(modules={"lin": torch.nn.Linear(2, 2)})
+    >>> release_ddp_wrappers(brain)
+    >>> type(brain.modules["lin"]).__name__
+    'Linear'
+    """
+    for name, module in list(brain.modules.items()):
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            brain.modules[name] = module.module
 
 
 @contextlib.contextmanager
@@ -248,11 +274,14 @@ def train_main(argv, recipe_dir):
 
 def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
     """Steps 2 (identity check) to 6 of :func:`train_main`, under the folder's lock."""
+    # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
+    device = run_opts["device"] or sb.utils.distributed.infer_device()
+    # precision: auto -> the device's precision, recorded in the stage settings.
+    resolve_hparams_precision(hparams, device)
+
     # A stage folder of other settings is refused before any work (StageSettingsError).
     _, settings = check_stage(hparams)
 
-    # --device unset: the device the Brain will use (cuda:<local rank> or cpu)
-    device = run_opts["device"] or sb.utils.distributed.infer_device()
     unusable_audio = prepare_data(hparams, recipe_dir, device=device)
 
     sb.create_experiment_directory(
@@ -291,4 +320,5 @@ def _run_stage(hparams, hparams_file, run_opts, overrides, recipe_dir):
         valid_loader_kwargs=hparams["test_dataloader_opts"],
     )
     brain.conclude(datasets, hparams["test_dataloader_opts"])
+    release_ddp_wrappers(brain)
     return brain

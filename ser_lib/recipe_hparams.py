@@ -12,7 +12,9 @@ import sys
 
 import yaml
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import infer_device
 
+from ser_lib.precision import resolve_hparams_precision
 from ser_lib.run_info import stage_schedule
 
 
@@ -96,7 +98,10 @@ def load_recipe_hparams(recipe_dir, hparams_file, overrides=None):
     """
     with recipe_context(recipe_dir):
         with open(hparams_file, encoding="utf-8") as fin:
-            return load_hyperpyyaml(fin, yaml.safe_dump(overrides or {}))
+            hparams = load_hyperpyyaml(fin, yaml.safe_dump(overrides or {}))
+    # As train.py resolves it on this machine's default device (its identity check).
+    resolve_hparams_precision(hparams, infer_device())
+    return hparams
 
 
 def fold_folders(hparams_file, overrides, recipe_dir):

@@ -10,6 +10,7 @@ A row spec (YAML, e.g. ``docs/results/emodb_rows.yaml``) names every row of the 
     markdown: ../RESULTS.md       # the table for people, relative to the spec
     readme: ../../README.md       # gets the headline block between the markers
     headline: [baseline_last_layer, wap_la_random_init, wap_la_teacher]
+    n_folds: 5                    # the protocol's folds (a row on fewer says so)
     rows:
       baseline_last_layer:
         description: frozen whisper-base, last layer, mean pooling, linear
@@ -22,8 +23,9 @@ table instead of re-running it. :func:`build_table` reads those files: per fold 
 mean ± std over folds (:func:`ser_lib.fold_results.aggregate_folds`), pooled
 over every test utterance of the folds (:func:`ser_lib.metrics.ser_scores` on the
 concatenated ``predictions.csv``), per-class recall of the pooled confusion
-matrix, command, schedule and wall time (``run_info.json``). Rows without files are
-pending: they are listed, never given numbers.
+matrix, command, schedule and wall time (``run_info.json``), and the mean ± std of
+any other score every fold's ``metrics.json`` holds (``WER``, ``gender_UA``). Rows
+without files are pending: they are listed, never given numbers.
 """
 
 import json
@@ -77,8 +79,10 @@ def load_row_spec(path):
         ``results_folder``, an optional ``note``: markdown shown in the row's
         section, e.g. why it is pending, and an optional ``compare_on_folds``: rows
         whose figures on this row's folds are shown in its section, for a row run
-        on fewer folds than the others) and an optional ``notes`` (markdown shown
-        above the table: the protocol, the conclusions).
+        on fewer folds than the others), an optional ``notes`` (markdown shown
+        above the table: the protocol, the conclusions) and an optional
+        ``n_folds`` (the protocol's number of folds: a row run on fewer says
+        ``k of n`` in the table).
 
     Raises
     ------
@@ -243,6 +247,9 @@ def row_figures(row_folder):
         None when no fold has finished. Otherwise ``status`` ("done"),
         ``command``, ``git``, ``schedule``, ``folds``, ``n_test`` per fold,
         ``UA`` / ``WA`` / ``F1`` each ``{"mean", "std", "pooled", "per_fold"}``,
+        ``extra_metrics`` (the other scores every fold's ``metrics.json`` has, e.g.
+        ``WER``, ``gender_UA``: :func:`ser_lib.fold_results.extra_metric_names`),
+        each ``{"mean", "std", "per_fold"}``,
         ``per_class_recall`` (class -> pooled recall in percent, None for a class
         without test utterances) and ``wall_s`` (per stage and total).
     """
@@ -271,6 +278,13 @@ def row_figures(row_folder):
             "mean": aggregated["mean"][metric],
             "std": aggregated["std"][metric],
             "pooled": pooled[metric],
+            "per_fold": [row[metric] for row in aggregated["folds"]],
+        }
+    figures["extra_metrics"] = aggregated["extra_metrics"]
+    for metric in aggregated["extra_metrics"]:
+        figures[metric] = {
+            "mean": aggregated["mean"][metric],
+            "std": aggregated["std"][metric],
             "per_fold": [row[metric] for row in aggregated["folds"]],
         }
     figures["per_class_recall"] = {
@@ -305,6 +319,8 @@ def build_table(spec):
                 for other in row["compare_on_folds"]
             }
     table = {"title": spec["title"], "rows": rows}
+    if spec.get("n_folds"):
+        table["n_folds"] = spec["n_folds"]
     if spec.get("notes"):
         table["notes"] = spec["notes"]
     return table
@@ -372,6 +388,27 @@ def _mean_std(entry):
     return f"{entry['mean']:.2f} ± {entry['std']:.2f}"
 
 
+def _folds_cell(row, n_folds):
+    """The folds a row ran: their number, and ``k of n (folds ...)`` when partial.
+
+    Example
+    -------
+    >>> _folds_cell({"folds": [1, 2]}, 5), _folds_cell({"folds": [1, 2]}, None)
+    ('2 of 5 (folds 1, 2)', '2')
+    """
+    count = len(row["folds"])
+    if n_folds and count < n_folds:
+        listed = ", ".join(str(fold) for fold in row["folds"])
+        return f"{count} of {n_folds} (folds {listed})"
+    return str(count)
+
+
+def _extra_cell(row):
+    """The row's extra scores, mean ± std over its folds (``–`` if none)."""
+    names = row.get("extra_metrics") or []
+    return "; ".join(f"{m} {_mean_std(row[m])}" for m in names) or "–"
+
+
 def _wall(row):
     if not row.get("wall_s"):
         return "–"
@@ -379,33 +416,38 @@ def _wall(row):
 
 
 def summary_table(table, names):
-    """Markdown table of the named rows: mean ± std and pooled UA/WA/F1, wall time.
+    """Markdown table of the named rows: mean ± std and pooled UA/WA/F1, the other
+    scores of the folds (mean ± std), wall time.
 
-    Pending rows are listed as pending, without numbers.
+    Pending rows are listed as pending, without numbers. A row run on fewer folds
+    than the table's ``n_folds`` says so in its folds cell.
 
     Example
     -------
     >>> table = {"rows": {"a": {"description": "row a", "status": "pending"}}}
     >>> print(summary_table(table, ["a"]).splitlines()[-1])
-    | `a` | row a | pending | | | | | | | |
+    | `a` | row a | pending | | | | | | | | |
     """
     lines = [
         "| row | what | folds | UA mean ± std | UA pooled | WA mean ± std | WA pooled "
-        "| F1 mean ± std | F1 pooled | wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| F1 mean ± std | F1 pooled | other scores | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         row = table["rows"][name]
         if row["status"] != "done":
-            lines.append(f"| `{name}` | {row['description']} | pending | | | | | | | |")
+            lines.append(
+                f"| `{name}` | {row['description']} | pending | | | | | | | | |"
+            )
             continue
         cells = []
         for metric in METRICS:
             cells += [_mean_std(row[metric]), f"{row[metric]['pooled']:.2f}"]
         lines.append(
-            f"| `{name}` | {row['description']} | {len(row['folds'])} | "
+            f"| `{name}` | {row['description']} | "
+            f"{_folds_cell(row, table.get('n_folds'))} | "
             + " | ".join(cells)
-            + f" | {_wall(row)} |"
+            + f" | {_extra_cell(row)} | {_wall(row)} |"
         )
     return "\n".join(lines)
 
@@ -429,13 +471,16 @@ def row_section(name, row):
         f"Schedule: {json.dumps(row['schedule'])}",
         "",
     ]
+    extra = row.get("extra_metrics") or []
+    names = (*METRICS, *extra)
     aggregated = {
         "folds": [
-            {"fold": fold, "n_test": n, **{m: row[m]["per_fold"][i] for m in METRICS}}
+            {"fold": fold, "n_test": n, **{m: row[m]["per_fold"][i] for m in names}}
             for i, (fold, n) in enumerate(zip(row["folds"], row["n_test"], strict=True))
         ],
-        "mean": {m: row[m]["mean"] for m in METRICS},
-        "std": {m: row[m]["std"] for m in METRICS},
+        "mean": {m: row[m]["mean"] for m in names},
+        "std": {m: row[m]["std"] for m in names},
+        "extra_metrics": extra,
     }
     lines += [results_table(aggregated)]
     lines.append(
@@ -444,6 +489,7 @@ def row_section(name, row):
         + " | "
         + " | ".join(f"{row[m]['pooled']:.2f}" for m in METRICS)
         + " |"
+        + " – |" * len(extra)
     )
     recall = ", ".join(
         f"{label} {'n/a' if value is None else f'{value:.1f}'}"

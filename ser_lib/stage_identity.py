@@ -44,6 +44,8 @@ RUN_KEYS = (
     "train_dataloader_opts",
     "test_dataloader_opts",
     "label_encoder",
+    # precision: auto's rule; the precision it resolves to is recorded instead.
+    "bf16_cpu_min_d_model",
 )
 """Keys that change where and how a run works, not what it computes."""
 RESUMABLE_KEYS = ("number_of_epochs",)

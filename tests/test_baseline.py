@@ -54,10 +54,78 @@ def test_layer_choice_and_layouts_agree():
         LayerWeightedSum(3, 4)(torch.randn(2, 5, 8))
 
 
+def test_layer_norm_mixes_normalised_layers():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3 * 4)
+    mix = LayerWeightedSum(num_layers=3, layer_dim=4, layer_norm=True)
+    with torch.no_grad():
+        mix.layer_weights.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    weights = mix.weights()
+    normed = [
+        torch.nn.functional.layer_norm(x[..., 4 * i : 4 * (i + 1)], (4,))
+        for i in range(3)
+    ]
+    expected = sum(weights[i] * normed[i] for i in range(3))
+    assert torch.allclose(mix(x), expected, atol=1e-6)
+    # A layer of 1000x the scale no longer swamps the mix (it does without the norm).
+    scaled = x.clone()
+    scaled[..., 4:8] *= 1000.0
+    assert torch.allclose(mix(scaled), mix(x), atol=1e-4)
+    raw = LayerWeightedSum(num_layers=3, layer_dim=4)
+    assert not torch.allclose(raw(scaled), raw(x), atol=1.0)
+    # No learnable parameters besides the layer weights: the checkpoint is as before.
+    assert list(mix.state_dict()) == ["layer_weights"]
+
+
+def test_lr_scales_give_the_layer_weights_their_own_learning_rate():
+    torch.manual_seed(0)
+
+    def baseline_brain(lr_scales):
+        modules = {
+            "layer_mix": LayerWeightedSum(num_layers=3, layer_dim=4),
+            "projection": Linear(input_size=4, n_neurons=5),
+            "classifier": Linear(input_size=5, n_neurons=2),
+        }
+        hparams = {
+            "pooling": mean_pool,
+            "lr_scales": lr_scales,
+            "lr_schedule": lambda progress: 5e-4,
+        }
+        brain = BaselineBrain(
+            modules=modules, hparams=hparams, opt_class=torch.optim.Adam
+        )
+        brain.init_optimizers()
+        brain.training_progress = lambda: 0.0
+        brain.on_fit_batch_start(None, True)
+        return brain
+
+    default = baseline_brain({})  # the YAMLs' default: one group, as before
+    assert len(default.optimizer.param_groups) == 1
+    assert default.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+    brain = baseline_brain({"layer_mix": 20.0})
+    groups = {g["name"]: g for g in brain.optimizer.param_groups}
+    assert set(groups) == {"layer_mix", "projection", "classifier"}
+    assert groups["layer_mix"]["lr"] == pytest.approx(1e-2)
+    assert groups["projection"]["lr"] == groups["classifier"]["lr"] == 5e-4
+    assert brain.current_lr() == pytest.approx(5e-4)  # the schedule's, for the log
+    # One Adam step moves each weight by about its group's learning rate.
+    batch = PaddedBatch([{"id": "a", "feats": torch.randn(6, 12)}])
+    brain.compute_forward(batch, None)["logits"].sum().backward()
+    weights = brain.modules.layer_mix.layer_weights.detach().clone()
+    bias = brain.modules.classifier.w.bias.detach().clone()
+    brain.optimizer.step()
+    moved = (brain.modules.layer_mix.layer_weights - weights).abs()
+    assert torch.allclose(moved, torch.full_like(moved, 1e-2), rtol=1e-2)
+    assert (brain.modules.classifier.w.bias - bias).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="unknown modules"):
+        baseline_brain({"layer_mixx": 20.0})
+
+
 def test_padding_does_not_change_the_prediction():
     torch.manual_seed(0)
     modules = {
-        "layer_mix": LayerWeightedSum(num_layers=2, layer_dim=3),
+        "layer_mix": LayerWeightedSum(num_layers=2, layer_dim=3, layer_norm=True),
         "projection": Linear(input_size=3, n_neurons=5),
         "classifier": Linear(input_size=5, n_neurons=4),
     }
@@ -91,6 +159,9 @@ def test_baseline_fold_through_the_driver(tmp_path):
         "proj_dim": 16,
         "number_of_epochs": 2,
         "batch_size": 8,
+        # The per-layer norm and the layer weights' own learning rate, end to end.
+        "layer_norm": True,
+        "lr_scales": {"layer_mix": 20.0},
     }
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"common": common}))

@@ -15,8 +15,8 @@ import torch
 from benchmarks.config import SIZES
 from benchmarks.figures import REQUIRED_FIGURES, figure
 from benchmarks.measure import count_flops
-from benchmarks.report import JSON_FILE, MD_FILE
-from benchmarks.synthetic import iemocap_like_durations
+from benchmarks.report import JSON_FILE, MD_FILE, write_report
+from benchmarks.synthetic import iemocap_like_durations, write_noise_corpus
 from benchmarks.tasks import TASKS
 from benchmarks.worker import run_in_subprocess
 from ser_lib.models import WAPTransformer
@@ -30,14 +30,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import benchmark as benchmark_cli  # noqa: E402
+from conftest import save_tiny_whisper  # noqa: E402
+
+EMODB_LIKE_SECONDS = [0.6, 1.4, 0.9, 2.1, 1.2]
+"""Durations of the noise wavs standing in for EmoDB's."""
 
 
 @pytest.fixture(scope="module")
-def tiny_report(tmp_path_factory):
-    """The tiny benchmark, every configuration in this process (fast)."""
+def real_material(tmp_path_factory):
+    """A tiny random Whisper and a folder of noise wavs (for the real-data parts)."""
+    whisper = save_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+    corpus = tmp_path_factory.mktemp("emodb_like")
+    write_noise_corpus(corpus, EMODB_LIKE_SECONDS)
+    return whisper, corpus / "wav"
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory, real_material):
+    """The tiny benchmark, every configuration in this process (fast), with the
+    Whisper extraction and the EmoDB protocol on stand-in material."""
     out = tmp_path_factory.mktemp("bench_out")
     work = tmp_path_factory.mktemp("bench_work")
+    whisper, wavs = real_material
     argv = ["--size", "tiny", "--in_process", "--output", str(out)]
+    argv += ["--whisper_source", str(whisper), "--emodb_wav_folder", str(wavs)]
     assert benchmark_cli.main(argv + ["--work_dir", str(work)]) == 0
     return out
 
@@ -70,14 +86,55 @@ def test_tiny_report_has_every_figure(tiny_report):
     assert document["kmeans_share_of_step"] == (
         kmeans["update_reused"] / precision["stage1"]["bf16"]["median"]
     )
-    # No Whisper encoder in the benchmark yet: a marked null, with the reason.
-    assert document["whisper_native_vs_pad30"] is None
-    assert "Whisper" in document["headline_notes"]["whisper_native_vs_pad30"]
+    # Whisper pad30 against native, both precisions, on the given wavs.
+    whisper = derived["whisper"]
+    assert sorted(whisper["rows"]) == [
+        "native_bf16",
+        "native_fp32",
+        "pad30_bf16",
+        "pad30_fp32",
+    ]
+    assert whisper["num_utterances"] == SIZES["tiny"].whisper_utterances
+    assert document["whisper_native_vs_pad30"] == (
+        whisper["rows"]["pad30_fp32"]["wall_s"]
+        / whisper["rows"]["native_fp32"]["wall_s"]
+    )
+    assert -1.0 <= whisper["bf16_vs_fp32_cosine_native"] <= 1.0
+    # The EmoDB protocol: measured epochs x epochs x folds + extraction.
+    protocol = derived["emodb_protocol"]
+    epochs = protocol["epochs"]
+    assert protocol["folds"] == 5 and protocol["epochs_per_stage"] == {
+        "stage1": 15,
+        "stage2": 15,
+    }  # recipes/EmoDB/hparams/whisper_base_cpu.yaml
+    assert epochs["utterances"] == 4  # a training fold's share of the 5 wavs
+    assert epochs["stage1"]["precision"] == "bf16"  # the config's explicit value
+    assert epochs["stage1"]["timed_steps"] == SIZES["tiny"].protocol_epoch_steps
+    extraction_seconds = (
+        sum(EMODB_LIKE_SECONDS) / (whisper["rows"]["native_fp32"]["audio_s_per_wall_s"])
+    )
+    assert protocol["extrapolated_seconds"] == pytest.approx(
+        extraction_seconds
+        + 5
+        * 15
+        * (epochs["stage1"]["epoch_seconds"] + epochs["stage2"]["epoch_seconds"])
+    )
+    # As run: read from the results file of the repository.
+    assert protocol["as_run"]["row"] == "wap_la_teacher"
+    assert protocol["as_run"]["total"] == pytest.approx(
+        protocol["as_run"]["stage1"] + protocol["as_run"]["stage2"]
+    )
+    # The HuBERT-sized extraction in both precisions.
+    extraction = derived["extraction_precision"]
+    assert extraction["bf16_speedup"] == extraction["bf16"] / extraction["fp32"]
+    assert document["results"]["tasks"]["extraction_bf16"]["precision"] == "bf16"
     for target in derived["targets"]:
         assert isinstance(target["holds_now"], bool), target
         assert isinstance(target["holds_with_levers"], bool), target
     results = document["results"]
-    assert set(results["tasks"]) == set(TASKS) - {"scaling"}
+    assert set(results["tasks"]) == (set(TASKS) - {"scaling", "protocol_epochs"}) | {
+        "extraction_bf16"
+    }
     assert [row["factor"] for row in results["scaling"]] == list(
         SIZES["tiny"].scaling_factors
     )
@@ -89,9 +146,34 @@ def test_tiny_report_has_every_figure(tiny_report):
     )
 
 
+def test_missing_material_gives_null_and_the_reason(tiny_report, tmp_path):
+    results = json.loads((tiny_report / JSON_FILE).read_text())["results"]
+    results["tasks"]["whisper_extraction"] = {"reason": "no Whisper model given"}
+    results["emodb_protocol"].update(
+        epochs=None, extraction_audio_s_per_s=None, reason="no EmoDB wav folder"
+    )
+    write_report(results, tmp_path, "python tools/benchmark.py --size tiny")
+    document = json.loads((tmp_path / JSON_FILE).read_text())
+    assert document["whisper_native_vs_pad30"] is None
+    assert document["headline_notes"]["whisper_native_vs_pad30"] == (
+        "null: no Whisper model given"
+    )
+    assert document["derived"]["emodb_protocol"]["extrapolated_seconds"] is None
+    text = (tmp_path / MD_FILE).read_text()
+    assert "**not measured** (no Whisper model given)" in text
+    assert "extrapolation **not available** (no EmoDB wav folder)" in text
+    assert "As actually run: row `wap_la_teacher`" in text
+
+
 def test_tiny_report_markdown(tiny_report):
     text = (tiny_report / MD_FILE).read_text()
-    assert "python tools/benchmark.py --size tiny --in_process --output" in text
+    assert (
+        "python tools/benchmark.py --size tiny --in_process --whisper_source " in text
+    )
+    # The real material's paths stay out of the report.
+    assert "--whisper_source WHISPER_BASE_DIR --emodb_wav_folder EMODB_WAV_DIR" in text
+    assert "on 2 utterances of `--emodb_wav_folder`" in text
+    assert "Real-data EmoDB protocol at the size of" in text
     for heading in (
         "## Targets",
         "## a. Training steps and epochs",

@@ -118,7 +118,9 @@ def test_every_recipe_states_clipping_and_precision(stage):
     for path in files:
         text = open(path, encoding="utf-8").read()
         assert re.search(r"^max_grad_norm: 5\.0\b", text, re.M), path
-        assert re.search(r"^precision: fp32\b", text, re.M), path
+        # precision: auto, resolved per device (ser_lib/precision.py).
+        assert re.search(r"^precision: auto\b", text, re.M), path
+        assert re.search(r"^bf16_cpu_min_d_model: \d+\b", text, re.M), path
         if stage == "adapter.yaml":
             for key in ("pce_logits: cosine", "kmeans_update: cumulative"):
                 assert re.search(rf"^{key}\b", text, re.M), (path, key)

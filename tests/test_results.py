@@ -235,3 +235,36 @@ def test_multistage_row_on_fewer_folds_compares_on_its_folds(tmp_path):
             spec_path.read_text().replace("[two_fold, pending]", "[nope]")
         )
         load_row_spec(spec_path)
+
+
+def test_extra_scores_and_partial_folds(tmp_path):
+    """WER and gender UA in every fold's metrics.json are averaged and shown; a row
+    on 2 of the protocol's 5 folds says so."""
+    results = make_run(tmp_path)
+    extra = {1: {"WER": 40.0, "gender_UA": 90.0}, 2: {"WER": 30.0, "gender_UA": 100.0}}
+    for fold, scores in extra.items():
+        path = tmp_path / "exp" / f"fold{fold}" / "baseline" / "metrics.json"
+        metrics = json.loads(path.read_text())
+        path.write_text(json.dumps({**metrics, **scores, "loss": 1.5 * fold}))
+    spec_path = make_spec(tmp_path)
+    spec_path.write_text(spec_path.read_text() + "n_folds: 5\n")
+    spec = load_row_spec(spec_path)
+    collect_row(str(results), str(tmp_path / "docs" / "results" / "rows" / "done_row"))
+    table = write_results_files(spec, str(spec_path))
+
+    row = table["rows"]["done_row"]
+    assert row["extra_metrics"] == ["WER", "gender_UA"]  # not loss, not n_test
+    assert row["WER"]["per_fold"] == [40.0, 30.0]
+    assert row["WER"]["mean"] == pytest.approx(35.0)
+    assert row["WER"]["std"] == pytest.approx(10 / math.sqrt(2))
+    assert row["gender_UA"]["mean"] == pytest.approx(95.0)
+    markdown = (tmp_path / "docs" / "RESULTS.md").read_text()
+    summary = "| `done_row` | two folds | 2 of 5 (folds 1, 2) | 75.00 ± 0.00 | 70.83 |"
+    assert summary in markdown
+    assert "| WER 35.00 ± 7.07; gender_UA 95.00 ± 7.07 | 0.5 min |" in markdown
+    # The row's section: one column per extra score, per fold and mean ± std.
+    assert "| fold | n_test | UA (%) | WA (%) | F1 (%) | WER | gender_UA |" in markdown
+    assert "| 75.00 | 73.33 | 40.00 | 90.00 |" in markdown
+    assert "| 35.00 ± 7.07 | 95.00 ± 7.07 |" in markdown
+    pending = "| `pending_row` | not run | pending | | | | | | | | |"
+    assert pending in markdown

@@ -8,6 +8,7 @@ bottleneck adapters, emotion + gender + style, shared fusion, SCL_cos).
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -110,27 +111,119 @@ def test_stage2_reports_auxiliary_tasks_and_keeps_the_encoder(fold1):
     assert results["mean"]["UA"] == pytest.approx(metrics["UA"])
 
 
-def test_single_stage_adapters_with_asr(fold1):
+def _run_stage2_only(fold1, stage2, results_name):
+    """Runs ``--stages=stage2`` of fold 1 with these stage-2 overrides."""
+    cmd = [a for a in fold1["cmd"] if not a.startswith("--stage_overrides")]
+    cmd += ["--stages=stage2", f"--stage_overrides={json.dumps({'stage2': stage2})}"]
+    cmd += [f"--results_folder={fold1['out'] / results_name}"]
+    result = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-6000:]
+
+
+def _encoder_counts(log_file):
+    """The encoder's trainable and frozen parameters logged at the start of a stage."""
+    match = re.search(
+        r"Module encoder: (\d+) trainable / (\d+) frozen", log_file.read_text()
+    )
+    return {"trainable": int(match.group(1)), "frozen": int(match.group(2))}
+
+
+SINGLE_ADAPTERS_SER_ASR = {
+    **STAGE2,
+    "warm_start_heads": None,
+    "asr": True,
+    "aux_tasks": [],
+    "fusion": "none",
+    "scl": "none",
+    "stage2_name": "single_adapters_ser_asr",
+}
+
+
+@pytest.fixture(scope="module")
+def single_adapters(fold1):
     """Table 1 "Adapters, SER + ASR": stage 2's YAML on the pretrained encoder."""
-    single = {
+    single = {**SINGLE_ADAPTERS_SER_ASR, "adapted_encoder": fold1["model_dir"]}
+    _run_stage2_only(fold1, single, "single")
+    return fold1["fold"] / "single_adapters_ser_asr"
+
+
+def test_single_stage_adapters_with_asr(single_adapters):
+    metrics = json.loads((single_adapters / "metrics.json").read_text())
+    assert "WER" in metrics and "gender_UA" not in metrics
+    assert (single_adapters / "chars.txt").is_file()
+    # The trained adapters are saved (stage 1 of Table 2 setting 1), not the encoder.
+    adapters = torch.load(single_adapters / "encoder_adapters.ckpt", weights_only=True)
+    assert any("adapter_up_proj" in name for name in adapters)  # LoRA B
+    assert any(name.endswith("adapter.up_proj.weight") for name in adapters)
+    assert not (single_adapters / "encoder").exists()
+
+
+def test_table2_setting1_adapters_then_adapters(fold1, single_adapters):
+    """Stage 2 on the stage-1 adapters (merged LoRA, frozen bottlenecks), SER only."""
+    from ser_lib.inloop.encoder import TrainableHFEncoder
+    from ser_lib.models.encoder_adapters import (
+        AdaptedOutputLinear,
+        AdapterInsertion,
+        DropoutLoRA,
+        load_merged_adapters,
+        with_adapters,
+    )
+
+    setting1 = {
         **STAGE2,
-        "adapted_encoder": fold1["model_dir"],
-        "warm_start_heads": None,
-        "asr": True,
+        "stage1_kind": "adapters",
+        "stage1_name": "single_adapters_ser_asr",
         "aux_tasks": [],
         "fusion": "none",
         "scl": "none",
-        "stage2_name": "single_adapters_ser_asr",
+        "stage2_name": "stage2_setting1_ser",
     }
-    cmd = [a for a in fold1["cmd"] if not a.startswith("--stage_overrides")]
-    cmd += ["--stages=stage2", f"--stage_overrides={json.dumps({'stage2': single})}"]
-    cmd += [f"--results_folder={fold1['out'] / 'single'}"]
-    result = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-6000:]
-    folder = fold1["fold"] / "single_adapters_ser_asr"
+    _run_stage2_only(fold1, setting1, "setting1")
+    folder = fold1["fold"] / "stage2_setting1_ser"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert "WER" in metrics and "gender_UA" not in metrics
-    assert (folder / "chars.txt").is_file()
+    assert {"UA", "WA", "F1"} <= set(metrics) and "gender_UA" not in metrics
+    # Same trainable encoder parameters as the Table 1 run (new adapters only); its
+    # frozen ones add the stage-1 bottlenecks (the merged LoRA adds none): 2 layers
+    # of LN (2 x 32) + down (32 x 4 + 4) + up (4 x 32 + 32).
+    single, ours = (_encoder_counts(f / "log.txt") for f in (single_adapters, folder))
+    assert ours["trainable"] == single["trainable"] > 0
+    assert ours["frozen"] - single["frozen"] == 2 * (64 + 132 + 160)
+    # The stage-2 model starts as the stage-1 adapter model: the rebuilt encoder
+    # (pretrained + stage-1 adapters merged/frozen + new identity adapters) gives
+    # the stage-1 features, and only the new adapters train.
+    settings = dict(freeze_all=True, do_normalize=True, mask_time_prob=0.0)
+    lora = AdapterInsertion(
+        DropoutLoRA, ["*encoder.layers.*.attention.[qv]_proj"], rank=2, alpha=2
+    )
+    ffn = AdapterInsertion(
+        AdaptedOutputLinear,
+        ["*encoder.layers.*.feed_forward.output_dense"],
+        bottleneck_size=4,
+    )
+    stage1 = with_adapters(
+        TrainableHFEncoder(fold1["model_dir"], **settings), [lora, ffn]
+    )
+    stage1.load_state_dict(
+        torch.load(single_adapters / "encoder_adapters.ckpt", weights_only=True),
+        strict=False,
+    )
+    merged = load_merged_adapters(
+        TrainableHFEncoder(fold1["model_dir"], **settings),
+        [lora, ffn],
+        single_adapters / "encoder_adapters.ckpt",
+    )
+    stage2 = with_adapters(merged, [lora, ffn])
+    wavs, lens = torch.randn(2, 8000), torch.tensor([1.0, 0.7])
+    with torch.no_grad():
+        expected, _ = stage1.eval()(wavs, lens)
+        got, _ = stage2.eval()(wavs, lens)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    trainable = [n for n, p in stage2.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 * 2 * 2 + 2 * 6  # only the new LoRA and bottlenecks
+    # The stage-1 bottlenecks sit inside the new ones' wrapper, frozen.
+    assert not [n for n in trainable if "pretrained_module.adapter." in n]
+    frozen = [n for n, p in stage2.named_parameters() if not p.requires_grad]
+    assert [n for n in frozen if "pretrained_module.adapter.up_proj" in n]
 
 
 def test_stage2_encoder_starts_as_the_stage1_encoder(fold1):

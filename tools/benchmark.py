@@ -8,7 +8,8 @@ corpus size. Uses the GPU when one is present (bf16 autocast), else the CPU.
 
 Example::
 
-    python tools/benchmark.py --size full --output docs/
+    python tools/benchmark.py --size full --output docs/ \
+        --whisper_source /path/to/whisper-base --emodb_wav_folder /path/to/EmoDB/wav
     python tools/benchmark.py --size tiny --output /tmp/bench   # seconds, for tests
 """
 
@@ -49,6 +50,18 @@ def build_parser():
     parser.add_argument(
         "--notes", default=None, help="markdown file appended to the report"
     )
+    parser.add_argument(
+        "--whisper_source",
+        default=None,
+        help="folder of whisper-base: Whisper pad30 vs native extraction (without "
+        "it that figure is null, with the reason)",
+    )
+    parser.add_argument(
+        "--emodb_wav_folder",
+        default=None,
+        help="EmoDB's wav folder: the Whisper extraction's utterances and the "
+        "lengths of the real-data EmoDB protocol's epochs",
+    )
     return parser
 
 
@@ -63,6 +76,11 @@ def main(argv=None):
     command = "python tools/benchmark.py --size " + args.size
     if args.in_process:
         command += " --in_process"
+    # The real material's own paths stay out of the report: placeholders name them.
+    if args.whisper_source:
+        command += " --whisper_source WHISPER_BASE_DIR"
+    if args.emodb_wav_folder:
+        command += " --emodb_wav_folder EMODB_WAV_DIR"
     command += " --output " + shlex.quote(args.output)
     start = time.perf_counter()
     results = run_benchmark(
@@ -70,6 +88,8 @@ def main(argv=None):
         device=args.device,
         work_dir=args.work_dir,
         isolate=not args.in_process,
+        whisper_source=args.whisper_source,
+        emodb_wav_folder=args.emodb_wav_folder,
     )
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     md_path, json_path = write_report(results, args.output, command, notes=notes)

@@ -290,14 +290,17 @@ class ProgressBrain(sb.Brain):
         return min(max(counter.current, 1) / counter.limit, 1.0)
 
     def current_lr(self):
-        """Learning rate of the first parameter group."""
-        return self.optimizer.param_groups[0]["lr"]
+        """The schedule's learning rate (that of the first parameter group, divided
+        by its ``lr_scale``)."""
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / group.get("lr_scale", 1.0)
 
     def on_fit_batch_start(self, batch, should_step):
-        """Sets the learning rate from the schedule."""
+        """Sets every group's learning rate: schedule(progress) x the group's
+        ``lr_scale`` (1.0 when the group has none, see :func:`module_param_groups`)."""
         lr = self.hparams.lr_schedule(self.training_progress())
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     # ------------------------------------------------------------ DDP
 
@@ -345,6 +348,55 @@ class ProgressBrain(sb.Brain):
             " ".join(f"{name}={digest}" for name, digest in digests.items()),
         )
         return digests
+
+
+def module_param_groups(modules, lr_scales=None):
+    """One optimizer parameter group per module with trainable weights.
+
+    Every group records its module's ``lr_scale`` (``lr_scales[name]``, 1.0 when
+    not listed): :meth:`ProgressBrain.on_fit_batch_start` sets the group's learning
+    rate to the schedule's times that scale.
+
+    Arguments
+    ---------
+    modules : dict or torch.nn.ModuleDict
+        Module name -> module.
+    lr_scales : dict, optional
+        Module name -> multiplier of the schedule's learning rate.
+
+    Returns
+    -------
+    list of dict
+        ``params``, ``lr_scale`` and ``name`` of every group.
+
+    Raises
+    ------
+    ValueError
+        If ``lr_scales`` names a module that ``modules`` lacks.
+
+    Example
+    -------
+    >>> modules = {"mix": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 3)}
+    >>> groups = module_param_groups(modules, {"mix": 20.0})
+    >>> [(g["name"], g["lr_scale"], len(g["params"])) for g in groups]
+    [('mix', 20.0, 2), ('head', 1.0, 2)]
+    """
+    scales = dict(lr_scales or {})
+    unknown = set(scales) - set(modules.keys())
+    if unknown:
+        raise ValueError(f"lr_scales names unknown modules {sorted(unknown)}")
+    groups = []
+    for name, module in modules.items():
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            groups.append(
+                {
+                    "params": params,
+                    "lr_scale": float(scales.get(name, 1.0)),
+                    "name": name,
+                }
+            )
+    return groups
 
 
 def state_digest(state_dict):

@@ -8,6 +8,7 @@ the output files are those of stage 2 (:class:`UtteranceClassifierBrain`), so th
 driver, the report and the results table read a baseline fold like any other.
 """
 
+from ser_lib.brains.base import module_param_groups
 from ser_lib.brains.classifier import UtteranceClassifierBrain
 
 
@@ -17,11 +18,20 @@ class BaselineBrain(UtteranceClassifierBrain):
     Modules: ``layer_mix`` (:class:`ser_lib.models.baseline.LayerWeightedSum`),
     ``projection`` and ``classifier`` (linear). Hparams: ``pooling`` (a function
     ``(frames [B, T, D], relative lengths [B]) -> [B, D]`` that ignores the padding,
-    e.g. :func:`ser_lib.models.mean_pool`), and those of
-    :class:`ser_lib.brains.classifier.UtteranceClassifierBrain`.
+    e.g. :func:`ser_lib.models.mean_pool`), ``lr_scales`` (module name -> multiplier
+    of the schedule's learning rate, e.g. ``{layer_mix: 20.0}`` for the layer
+    weights; empty: one parameter group, as before the option existed), and those
+    of :class:`ser_lib.brains.classifier.UtteranceClassifierBrain`.
     """
 
     replicated_modules = ("layer_mix", "projection", "classifier")
+
+    def optimizer_params(self):
+        """One parameter group, or one per module when ``lr_scales`` sets a scale
+        (e.g. a larger learning rate for the layer weights)."""
+        if not self.hparams.lr_scales:
+            return super().optimizer_params()
+        return module_param_groups(self.modules, self.hparams.lr_scales)
 
     def compute_forward(self, batch, stage):
         """Layer mix → projection → pooling → classifier.

@@ -45,10 +45,14 @@ class UtteranceClassifierBrain(ProgressBrain):
         self.train_class_counts = None
         self.skipped_audio = {}
 
+    def optimizer_params(self):
+        """What the optimizer gets: the trainable parameters only (a subclass may
+        freeze some, or give parameter groups)."""
+        return [p for p in self.modules.parameters() if p.requires_grad]
+
     def init_optimizers(self):
-        """Optimises the trainable parameters only (a subclass may freeze some)."""
-        params = [p for p in self.modules.parameters() if p.requires_grad]
-        self.optimizer = self.opt_class(params)
+        """Optimises :meth:`optimizer_params`."""
+        self.optimizer = self.opt_class(self.optimizer_params())
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.brains.base import ProgressBrain, unwrap
+from ser_lib.brains.base import ProgressBrain, module_param_groups, unwrap
 from ser_lib.brains.classifier import UtteranceClassifierBrain
 from ser_lib.inloop.heads import IGNORE_INDEX
 from ser_lib.models.masking import random_frame_mask
@@ -74,21 +74,7 @@ class InLoopBrain(ProgressBrain):
 
     def init_optimizers(self):
         """One parameter group per module with trainable weights, with its LR scale."""
-        scales = dict(self.hparams.lr_scales or {})
-        unknown = set(scales) - set(self.modules.keys())
-        if unknown:
-            raise ValueError(f"lr_scales names unknown modules {sorted(unknown)}")
-        groups = []
-        for name, module in self.modules.items():
-            params = [p for p in module.parameters() if p.requires_grad]
-            if params:
-                groups.append(
-                    {
-                        "params": params,
-                        "lr_scale": float(scales.get(name, 1.0)),
-                        "name": name,
-                    }
-                )
+        groups = module_param_groups(self.modules, self.hparams.lr_scales)
         self.optimizer = self.opt_class(groups)
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
@@ -111,12 +97,6 @@ class InLoopBrain(ProgressBrain):
                 "scaling before the clipping of every parameter group)"
             )
         super().on_fit_start()
-
-    def on_fit_batch_start(self, batch, should_step):
-        """Sets every group's learning rate: schedule(progress) x the group's scale."""
-        lr = self.hparams.lr_schedule(self.training_progress())
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def current_lr(self):
         """The schedule's learning rate (scale 1.0)."""

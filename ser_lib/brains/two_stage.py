@@ -34,6 +34,7 @@ from ser_lib.brains.classifier import UtteranceClassifierBrain
 from ser_lib.brains.inloop import InLoopBrain, write_done
 from ser_lib.inloop.heads import IGNORE_INDEX
 from ser_lib.metrics import ser_scores
+from ser_lib.models.encoder_adapters import trainable_state_dict
 from ser_lib.multitask_losses import (
     auxiliary_weighted_loss,
     fused_cross_entropy,
@@ -45,6 +46,10 @@ logger = get_logger(__name__)
 
 HEADS_FILE = "heads.ckpt"
 """State of the ``head`` module written by a finished stage (warm start of the next)."""
+ADAPTERS_FILE = "encoder_adapters.ckpt"
+"""The trainable encoder parameters (the adapters) of a finished stage that does not
+export its encoder: the stage 1 of Table 2 setting 1
+(:func:`ser_lib.models.encoder_adapters.load_merged_adapters`)."""
 
 
 def masked_cross_entropy(logits, labels):
@@ -246,8 +251,9 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
         super().on_fit_start()
 
     def conclude(self, datasets, loader_kwargs):
-        """Evaluates the test set, saves the heads, exports the encoder if asked,
-        and marks the stage done."""
+        """Evaluates the test set, saves the heads, exports the encoder if asked
+        (else saves its trainable parameters, the adapters), and marks the stage
+        done."""
         super().conclude(datasets, loader_kwargs)
         info = {"brain": type(self).__name__}
         if self.hparams.export_encoder:
@@ -255,9 +261,15 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
             self.finish(info)
         elif if_main_process():
             self._save_heads()
+            self._save_state(
+                ADAPTERS_FILE, trainable_state_dict(unwrap(self.modules.encoder))
+            )
             write_done(self.hparams.output_folder, info)
 
     def _save_heads(self):
-        path = os.path.join(self.hparams.output_folder, HEADS_FILE)
-        torch.save(unwrap(self.modules.head).state_dict(), path + ".tmp")
+        self._save_state(HEADS_FILE, unwrap(self.modules.head).state_dict())
+
+    def _save_state(self, name, state):
+        path = os.path.join(self.hparams.output_folder, name)
+        torch.save(state, path + ".tmp")
         os.replace(path + ".tmp", path)

@@ -52,6 +52,7 @@ from ser_lib.inference.hparams import (
     inference_hparams_yaml,
     node_tag,
     read_saved_hparams,
+    resolve_saved_value,
 )
 from ser_lib.inference.layout import (
     ENCODER_FILE,
@@ -93,4 +94,5 @@ __all__ = [
     "node_tag",
     "read_saved_hparams",
     "read_trained_model",
+    "resolve_saved_value",
 ]

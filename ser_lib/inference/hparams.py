@@ -12,6 +12,7 @@ import json
 import os
 
 import yaml
+from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 
 from ser_lib.inference.layout import (
@@ -22,7 +23,13 @@ from ser_lib.inference.layout import (
     ModelFolderError,
 )
 
-__all__ = ["as_mapping", "inference_hparams_yaml", "node_tag", "read_saved_hparams"]
+__all__ = [
+    "as_mapping",
+    "inference_hparams_yaml",
+    "node_tag",
+    "read_saved_hparams",
+    "resolve_saved_value",
+]
 
 
 def read_saved_hparams(path):
@@ -80,6 +87,41 @@ def node_tag(node):
     ('!new:torch.nn.Linear', None)
     """
     return getattr(getattr(node, "tag", None), "value", None)
+
+
+def resolve_saved_value(value):
+    """Builds one value of :func:`read_saved_hparams` through HyperPyYAML.
+
+    A saved ``hyperparams.yaml`` may define a value by a tag, e.g. EmoDB's
+    ``classes: !apply:ser_lib.data.class_map.class_names [*class_map]``. Only that
+    value is written back as YAML (with the anchored nodes it refers to, which
+    ruamel.yaml inlines) and loaded with HyperPyYAML, so its tags are applied the
+    way training applied them, while nothing else of the file is built. A value
+    without tags comes back as plain Python data.
+
+    Arguments
+    ---------
+    value : object
+        A value of the mapping that :func:`read_saved_hparams` returned.
+
+    Returns
+    -------
+    object
+        The value as training saw it.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "hyperparams.yaml"
+    >>> _ = path.write_text(
+    ...     "class_maps: &maps\\n  full: {neutral: neu, sad: sad}\\n"
+    ...     "class_map: &map !apply:ser_lib.data.class_map.select_class_map [*maps, full]\\n"
+    ...     "classes: !apply:ser_lib.data.class_map.class_names [*map]\\n")
+    >>> resolve_saved_value(read_saved_hparams(path)["classes"])
+    ['neu', 'sad']
+    """
+    text = io.StringIO()
+    YAML(typ="rt").dump({"value": value}, text)
+    return load_hyperpyyaml(text.getvalue())["value"]
 
 
 def as_mapping(overrides, origin):

@@ -9,7 +9,12 @@ from pathlib import Path
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.inference.hparams import as_mapping, node_tag, read_saved_hparams
+from ser_lib.inference.hparams import (
+    as_mapping,
+    node_tag,
+    read_saved_hparams,
+    resolve_saved_value,
+)
 from ser_lib.inference.layout import (
     DEFAULT_STAGE2_NAME,
     HPARAMS_FILE,
@@ -293,7 +298,7 @@ def read_trained_model(
     return TrainedModel(
         folder=folder,
         modules={name: hparams[name] for name in MODEL_MODULES},
-        classes=list(hparams["classes"]),
+        classes=_saved_classes(hparams["classes"], hparams_file),
         encoder_hparams=_resolved(encoder_hparams),
         encoder_overrides=as_mapping(hparams.get("encoder_overrides"), hparams_file),
         encoder_fingerprint=fingerprint,
@@ -322,6 +327,17 @@ def stage2_hint(folder):
     """
     candidate = Path(folder) / DEFAULT_STAGE2_NAME
     return f" (did you mean {candidate}?)" if is_trained_folder(candidate) else ""
+
+
+def _saved_classes(value, hparams_file):
+    """The ``classes`` of a saved training file as a list of str, built through
+    HyperPyYAML when a tag defines them (EmoDB: ``!apply:`` of the class map)."""
+    classes = resolve_saved_value(value)
+    if not isinstance(classes, (list, tuple)) or not classes:
+        raise ModelFolderError(
+            f"{hparams_file}: 'classes' is {classes!r}, not a list of class labels"
+        )
+    return [str(label) for label in classes]
 
 
 def _resolved(path):

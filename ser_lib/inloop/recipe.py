@@ -10,7 +10,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from ser_lib.recipe import ddp_group
+from ser_lib.recipe import ddp_group, release_ddp_wrappers
 
 
 def inloop_train_main(argv, recipe_dir):
@@ -66,4 +66,5 @@ def _run_inloop_stage(hparams_file, run_opts, overrides):
         valid_loader_kwargs=hparams["test_dataloader_opts"],
     )
     brain.conclude(datasets, hparams["test_dataloader_opts"])
+    release_ddp_wrappers(brain)
     return brain

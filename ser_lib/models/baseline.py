@@ -19,6 +19,7 @@ Authors
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LAYOUTS = ("flat", "stacked")
@@ -40,6 +41,12 @@ class LayerWeightedSum(nn.Module):
     layout : str
         ``"flat"`` (``[B, T, L * D]``, layer-major channels) or ``"stacked"``
         (``[B, L, T, D]``); see the module docstring.
+    layer_norm : bool
+        Normalise every frame of every chosen layer over its D channels (a layer
+        norm without learnable scale and shift, SUPERB's ``layer_norm`` option)
+        before weighting, so that layers of larger scale do not dominate the mix
+        whatever their weights. False: the raw layers (the behaviour before the
+        option existed).
 
     Example
     -------
@@ -51,9 +58,15 @@ class LayerWeightedSum(nn.Module):
     [2.0, 2.0]
     >>> mix.weights().sum().item()
     1.0
+    >>> normed = LayerWeightedSum(num_layers=3, layer_dim=2, layer_norm=True)
+    >>> x = torch.tensor([[[1.0, 3.0, 0.0, 100.0, 5.0, 5.0]]])  # [B=1, T=1, 3 * 2]
+    >>> normed(x)[0, 0].tolist()  # mean of (-1, 1), (-1, 1) and (0, 0)
+    [-0.6666..., 0.6666...]
     """
 
-    def __init__(self, num_layers, layer_dim, layers=None, layout="flat"):
+    def __init__(
+        self, num_layers, layer_dim, layers=None, layout="flat", layer_norm=False
+    ):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
@@ -76,6 +89,7 @@ class LayerWeightedSum(nn.Module):
         self.num_layers = num_layers
         self.layer_dim = layer_dim
         self.layout = layout
+        self.layer_norm = bool(layer_norm)
         self.layers = [index % num_layers for index in layers]
         self.register_buffer(
             "layer_index", torch.tensor(self.layers, dtype=torch.long), persistent=False
@@ -140,5 +154,7 @@ class LayerWeightedSum(nn.Module):
             ``[B, T, D]``.
         """
         layers = self.split_layers(x)  # [B, n, T, D]
+        if self.layer_norm:  # per frame and layer: padded frames stay apart
+            layers = F.layer_norm(layers, (self.layer_dim,))
         weights = self.weights().to(layers.dtype)
         return torch.einsum("bntd,n->btd", layers, weights)

@@ -19,7 +19,11 @@ the first optimiser step:
   wrapping them; :func:`freeze_and_adapt` freezes a model and applies insertions,
   so that only the adapters train;
 * :func:`parameter_counts` and :func:`log_parameter_counts` report trainable and
-  frozen parameters.
+  frozen parameters;
+* :func:`merge_lora` folds trained LoRA updates into the pretrained weights and
+  :func:`load_merged_adapters` rebuilds an adapter-trained model from its saved
+  adapters with the LoRA merged and everything frozen (the paper's Table 2
+  setting 1: adapters in stage 1, new adapters on top in stage 2).
 
 Module names (transformers 5): ``encoder.layers.{i}.attention.{q,k,v,out}_proj``
 and ``encoder.layers.{i}.feed_forward.output_dense`` (wav2vec 2.0, HuBERT, WavLM);
@@ -255,7 +259,9 @@ class AdaptedOutputLinear(nn.Module):
 
     Wrapping a feed-forward block's output projection puts the adapter after the
     block's last fully-connected layer, inside its residual branch. The pretrained
-    layer is frozen; the new modules are created on its device and dtype.
+    layer is frozen; the new modules are created on its device and dtype. Wrapping
+    an ``AdaptedOutputLinear`` stacks a new adapter after the frozen one (stage 2 of
+    Table 2 setting 1, see :func:`load_merged_adapters`).
 
     Arguments
     ---------
@@ -276,22 +282,32 @@ class AdaptedOutputLinear(nn.Module):
     >>> x = torch.randn(2, 8)
     >>> torch.equal(adapted(x), base(x)), base.weight.requires_grad
     (True, False)
+    >>> stacked = AdaptedOutputLinear(adapted, bottleneck_size=3)
+    >>> stacked.out_features, torch.equal(stacked(x), base(x))
+    (6, True)
     """
 
     def __init__(
         self, target_module, bottleneck_size=256, activation=nn.ReLU, dropout=0.0
     ):
         super().__init__()
-        if not isinstance(target_module, nn.Linear):
+        if not isinstance(target_module, (nn.Linear, AdaptedOutputLinear)):
             raise ValueError(
-                f"AdaptedOutputLinear wraps a torch.nn.Linear, got {type(target_module)}"
+                "AdaptedOutputLinear wraps a torch.nn.Linear (or an "
+                f"AdaptedOutputLinear), got {type(target_module)}"
             )
         self.pretrained_module = target_module
         for param in target_module.parameters():
             param.requires_grad = False
+        weight = next(target_module.parameters())
         self.adapter = BottleneckAdapter(
             target_module.out_features, bottleneck_size, activation, dropout
-        ).to(device=target_module.weight.device, dtype=target_module.weight.dtype)
+        ).to(device=weight.device, dtype=weight.dtype)
+
+    @property
+    def out_features(self):
+        """Output size (that of the wrapped layer)."""
+        return self.pretrained_module.out_features
 
     def forward(self, x):
         """Pretrained layer, then the adapter.
@@ -523,4 +539,142 @@ def with_adapters(model, insertions):
     """
     counts = freeze_and_adapt(model, insertions)
     logger.info(f"Encoder frozen; adapters inserted: {counts}")
+    return model
+
+
+def merge_lora(model):
+    """Folds every LoRA update of ``model`` into its pretrained weight, in place.
+
+    A :class:`DropoutLoRA` (or SpeechBrain ``LoRA``) on a linear layer is replaced by
+    that layer with ``W + (alpha / rank) B A`` as its weight; a :class:`LoRAWeight`
+    parametrization is removed, leaving the adapted weight. The model's function is
+    unchanged (LoRA dropout is inactive in evaluation). Bottleneck adapters are not
+    linear and stay as they are.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The model to merge in place.
+
+    Returns
+    -------
+    list of str
+        Names of the merged modules.
+
+    Raises
+    ------
+    ValueError
+        If a LoRA wraps something other than a linear layer.
+
+    Example
+    -------
+    >>> import torch
+    >>> model = nn.Sequential(DropoutLoRA(nn.Linear(4, 3), rank=2, alpha=2))
+    >>> _ = nn.init.normal_(model[0].adapter_up_proj.weight)
+    >>> x = torch.randn(5, 4)
+    >>> before = model(x)
+    >>> merge_lora(model), type(model[0]).__name__
+    (['0'], 'Linear')
+    >>> torch.allclose(model(x), before, atol=1e-6)
+    True
+    """
+    merged = []
+    wrapped = [(n, m) for n, m in model.named_modules() if isinstance(m, LoRA)]
+    for name, module in wrapped:
+        base = module.pretrained_module
+        if not isinstance(base, nn.Linear):
+            raise ValueError(f"merge_lora merges linear layers, {name} is {type(base)}")
+        update = module.adapter_up_proj.weight @ module.adapter_down_proj.weight
+        with torch.no_grad():
+            base.weight += (update * module.scaling).to(base.weight.dtype)
+        replace_module(model, name, base)
+        merged.append(name)
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight") and any(
+            isinstance(p, LoRAWeight) for p in module.parametrizations["weight"]
+        ):
+            parametrize.remove_parametrizations(
+                module, "weight", leave_parametrized=True
+            )
+            merged.append(name)
+    return merged
+
+
+def load_merged_adapters(model, insertions, checkpoint):
+    """Rebuilds an adapter-trained model, merges its LoRA and freezes everything.
+
+    Table 2 setting 1 of Gao et al. (adapters in stage 1, adapters in stage 2):
+    ``model`` is the pretrained encoder, ``insertions`` the adapters of stage 1 and
+    ``checkpoint`` their trained weights (:func:`trainable_state_dict` of the stage-1
+    encoder, saved by :class:`ser_lib.brains.two_stage.MultiTaskSSLBrain`). The LoRA
+    updates are merged into the weights (:func:`merge_lora`), the bottleneck adapters
+    stay in place, and every parameter is frozen, so that the stage-2 adapters
+    inserted next (:func:`with_adapters`) train on top of the stage-1 model. A
+    ``None`` checkpoint returns ``model`` unchanged (the stage-1 encoder is a full
+    fine-tuning export: Table 2 settings 2-3, Table 3).
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The pretrained model (modified in place).
+    insertions : list of AdapterInsertion
+        The stage-1 adapters (the same targets and sizes as when they were trained).
+    checkpoint : str or None
+        A ``torch.save`` d dict of the stage-1 adapter weights.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``.
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint's names differ from the adapters' trainable parameters.
+
+    Example
+    -------
+    >>> import copy
+    >>> import torch
+    >>> path = getfixture("tmp_path") / "adapters.ckpt"
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> stage1 = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    >>> pretrained = copy.deepcopy(stage1.state_dict())
+    >>> insertions = [AdapterInsertion(DropoutLoRA, ["0"], rank=2, alpha=2),
+    ...     AdapterInsertion(AdaptedOutputLinear, ["1"], bottleneck_size=2)]
+    >>> _ = freeze_and_adapt(stage1, insertions)
+    >>> for param in trainable_state_dict(stage1).values():
+    ...     _ = nn.init.normal_(param)  # stands in for training
+    >>> torch.save(trainable_state_dict(stage1), path)
+    >>> model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    >>> model.load_state_dict(pretrained)
+    <All keys matched successfully>
+    >>> model = load_merged_adapters(model, insertions, path)
+    >>> x = torch.randn(3, 4)
+    >>> torch.allclose(model(x), stage1.eval()(x), atol=1e-6)
+    True
+    >>> type(model[0]).__name__, type(model[1]).__name__, parameter_counts(model)
+    ('Linear', 'AdaptedOutputLinear', {'trainable': 0, 'frozen': 70})
+    """
+    if checkpoint is None:
+        return model
+    freeze_and_adapt(model, insertions)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    expected = set(trainable_state_dict(model))
+    if set(state) != expected:
+        raise ValueError(
+            f"{checkpoint} does not hold the stage-1 adapters of these insertions: "
+            f"missing {sorted(expected - set(state))[:5]}, "
+            f"unexpected {sorted(set(state) - expected)[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
+    merged = merge_lora(model)
+    model.requires_grad_(False)
+    logger.info(
+        "Stage-1 adapters loaded from %s: %d LoRA merged into the weights, "
+        "bottleneck adapters frozen",
+        checkpoint,
+        len(merged),
+    )
     return model
