@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 from hyperpyyaml import resolve_references
@@ -67,6 +67,10 @@ class Stage:
         Written last in the step's ``output_folder`` when it has finished.
     overrides : dict
         Overrides for this step only.
+    schedule_keys : tuple of str
+        The hparams recorded as the step's schedule in ``run_info.json`` (those the
+        YAML has): the training schedule by default; e.g. the k-means settings for a
+        step that trains nothing.
     """
 
     name: str
@@ -74,6 +78,7 @@ class Stage:
     script: str = "train.py"
     done_file: str = "done.json"
     overrides: dict = field(default_factory=dict)
+    schedule_keys: tuple = SCHEDULE_KEYS
 
 
 def resolved_hparams(recipe_dir, hparams_file, overrides):
@@ -120,15 +125,17 @@ def run_step(recipe_dir, stage, overrides, extra_args=()):
         )
 
 
-def stage_schedule_values(values):
-    """The schedule keys (:data:`ser_lib.run_info.SCHEDULE_KEYS`) a stage's YAML has.
+def stage_schedule_values(values, keys=SCHEDULE_KEYS):
+    """The schedule of a stage: the ``keys`` its resolved YAML ``values`` has.
 
     Example
     -------
     >>> stage_schedule_values({"number_of_epochs": 2, "lr": 0.1, "seed": 3})
     {'number_of_epochs': 2, 'lr': 0.1}
+    >>> stage_schedule_values({"kmeans": {"n_init": 1}, "lr": 0.1}, ("kmeans",))
+    {'kmeans': {'n_init': 1}}
     """
-    return {key: values[key] for key in SCHEDULE_KEYS if key in values}
+    return {key: values[key] for key in keys if key in values}
 
 
 def _record_stage(info, fold, stage_name, folder, seconds, git):
@@ -238,7 +245,9 @@ def cross_validate_stages(
                 stage.hparams_file,
                 {**common_overrides, **stage.overrides, fold_key: fold},
             )
-            info["schedule"][stage.name] = stage_schedule_values(values)
+            info["schedule"][stage.name] = stage_schedule_values(
+                values, stage.schedule_keys
+            )
             stage_folders[stage.name] = os.path.abspath(
                 os.path.join(recipe_dir, values["output_folder"])
             )
@@ -373,12 +382,9 @@ def multistage_main(
     config_common, config_stages = read_stage_config(args.config, stages)
     per_stage = parse_stage_overrides(args.stage_overrides, stages)
     stages = [
-        Stage(
-            s.name,
-            s.hparams_file,
-            s.script,
-            s.done_file,
-            {
+        replace(
+            s,
+            overrides={
                 **s.overrides,
                 **config_stages.get(s.name, {}),
                 **per_stage.get(s.name, {}),

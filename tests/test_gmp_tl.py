@@ -409,7 +409,8 @@ def test_fold_writes_metrics_the_aggregation_accepts(fold1):
     assert entry["folder"] == str(fold1["stage_c"])
     assert entry["stage_folders"]["A"] == str(fold1["stage_a"])
     assert info["schedule"]["A"]["number_of_epochs"] == 1
-    assert "number_of_epochs" not in info["schedule"]["labels"]
+    assert info["schedule"]["labels"]["kmeans"]["max_iter"] == 5  # STAGE_OVERRIDES
+    assert "lr" not in info["schedule"]["labels"]
     assert info["command"].startswith("python recipes/IEMOCAP/gmp_tl/cross_validate.py")
     assert info["wall_s"]["total"] == pytest.approx(sum(entry["stage_s"].values()))
     for stage in ("stage_a", "stage_b", "stage_c"):

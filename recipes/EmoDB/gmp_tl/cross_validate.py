@@ -15,9 +15,17 @@ from ser_lib.multistage import Stage, recipe_cross_validate
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 FOLDS = list(range(1, 11))  # all ten speakers
 
+# The settings of the pseudo-label step recorded in run_info.json (it trains nothing).
+LABEL_SCHEDULE = ("kmeans_layer", "label_scales", "kmeans", "max_fit_frames")
+
 STAGES = [
     Stage("A", "hparams/stageA_mtl.yaml"),
-    Stage("labels", "hparams/pseudo_labels.yaml", script="make_pseudo_labels.py"),
+    Stage(
+        "labels",
+        "hparams/pseudo_labels.yaml",
+        script="make_pseudo_labels.py",
+        schedule_keys=LABEL_SCHEDULE,
+    ),
     Stage("B", "hparams/stageB_gmp.yaml"),
     Stage("C", "hparams/stageC_ams.yaml"),
 ]
