@@ -6,7 +6,9 @@ overrides) with a tiny random wav2vec 2.0 (layer-norm, pre-LN: XLS-R-like): stag
 bottleneck adapters, emotion + gender + style, shared fusion, SCL_cos).
 """
 
+import csv
 import json
+import math
 import os
 import re
 import subprocess
@@ -98,6 +100,35 @@ def test_stage1_reports_wer_and_exports_encoder(fold1):
     # The encoder was trained: its transformer weights moved, its CNN did not.
     tuned = torch.load(stage1 / "heads.ckpt", weights_only=True)
     assert "branches.emotion.projection.weight" in tuned
+
+
+def test_stage1_logs_task_losses_and_writes_asr_hypotheses(fold1):
+    stage1 = fold1["fold"] / "stage1_ser_asr"
+    metrics = json.loads((stage1 / "metrics.json").read_text())
+    # L_emotion and L_ASR (CTC) apart, per training epoch and on the test set.
+    records = [
+        json.loads(line)
+        for line in (stage1 / "train_log.jsonl").read_text().splitlines()
+    ]
+    train = [r["train"] for r in records if "train" in r]
+    assert len(train) == TINY["number_of_epochs"]
+    for stats in train + [metrics]:
+        assert stats["loss_emotion"] > 0.0 and stats["loss_asr"] > 0.0
+        assert math.isfinite(stats["loss_asr"])
+    assert "loss_asr" in (stage1 / "train_log.txt").read_text()
+    # One greedy hypothesis per test utterance; the errors sum to the reported WER.
+    with open(stage1 / "asr_hypotheses.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(stage1 / "predictions.csv", encoding="utf-8") as f:
+        assert sorted(r["ID"] for r in rows) == sorted(
+            r["ID"] for r in csv.DictReader(f)
+        )
+    assert all(r["reference"] for r in rows)
+    for r in rows:
+        assert int(r["reference_words"]) == len(r["reference"].split())
+    errors = sum(int(r["errors"]) for r in rows)
+    words = sum(int(r["reference_words"]) for r in rows)
+    assert metrics["WER"] == pytest.approx(100.0 * errors / words)
 
 
 def test_stage2_reports_auxiliary_tasks_and_keeps_the_encoder(fold1):

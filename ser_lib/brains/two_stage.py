@@ -17,6 +17,10 @@ Evaluation adds to ``metrics.json``: ``<task>_UA`` of every auxiliary task, the
 corpus-level ``WER`` of greedy CTC decoding and, with ``score_by`` (e.g. ``style``),
 the emotion UA of each value of that column (``UA_improvised``, ``UA_scripted``: a
 lexical-leakage check, scripted dialogs repeat their lines in every session).
+Every stage also logs the mean unweighted loss of each task (``loss_emotion``,
+``loss_asr``, ``loss_<task>``) in ``train_log`` and ``metrics.json``, and a test with
+ASR writes ``asr_hypotheses.csv`` (per-utterance greedy hypotheses and word errors,
+:func:`ser_lib.text.ctc.write_word_errors`) next to ``predictions.csv``.
 """
 
 import json
@@ -40,10 +44,17 @@ from ser_lib.multitask_losses import (
     fused_cross_entropy,
     fused_probabilities,
 )
-from ser_lib.text.ctc import append_word_errors, ctc_loss_fp32, greedy_transcripts
+from ser_lib.text.ctc import (
+    append_word_errors,
+    ctc_loss_fp32,
+    greedy_transcripts,
+    write_word_errors,
+)
 
 logger = get_logger(__name__)
 
+ASR_HYPOTHESES_FILE = "asr_hypotheses.csv"
+"""Per-utterance greedy CTC hypotheses and word errors of the test set."""
 HEADS_FILE = "heads.ckpt"
 """State of the ``head`` module written by a finished stage (warm start of the next)."""
 ADAPTERS_FILE = "encoder_adapters.ckpt"
@@ -138,14 +149,50 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
         self.aux_outputs = {}
         self.wer_stats = None
         self.groups = []
+        self.task_loss_sums = {}
+        self.task_loss_batches = 0
 
     def reset_epoch_state(self, stage):
-        """Clears the kept predictions of every task."""
+        """Clears the kept predictions and per-task loss sums of every task."""
         super().reset_epoch_state(stage)
         self.current_stage = stage
         self.aux_outputs = {task: [] for task in self.hparams.aux_tasks}
         self.wer_stats = ErrorRateStats()
         self.groups = []
+        self.task_loss_sums = {}
+        self.task_loss_batches = 0
+
+    def epoch_state(self):
+        """As the base class, plus the per-task loss sums (mid-epoch resume)."""
+        state = super().epoch_state()
+        state["task_loss_sums"] = {k: float(v) for k, v in self.task_loss_sums.items()}
+        state["task_loss_batches"] = self.task_loss_batches
+        return state
+
+    def load_epoch_state(self, state):
+        """Restores :meth:`epoch_state`."""
+        super().load_epoch_state(state)
+        self.task_loss_sums = {
+            k: torch.tensor(v, dtype=torch.float64, device=self.device)
+            for k, v in state.get("task_loss_sums", {}).items()
+        }
+        self.task_loss_batches = state.get("task_loss_batches", 0)
+
+    def _add_task_losses(self, losses):
+        """Sums each task's unweighted batch loss on the device (no host sync);
+        non-finite values count as zero, as the running total loss."""
+        for task, value in losses.items():
+            value = value.detach().double()
+            value = torch.where(torch.isfinite(value), value, 0.0)
+            kept = self.task_loss_sums.get(task)
+            self.task_loss_sums[task] = value if kept is None else kept + value
+        self.task_loss_batches += 1
+
+    def task_losses(self):
+        """The stage's mean unweighted loss of each task: ``{"loss_<task>": value}``
+        (``loss_emotion``, ``loss_asr`` for CTC, ``loss_gender`` ...)."""
+        batches = max(self.task_loss_batches, 1)
+        return {f"loss_{k}": float(v) / batches for k, v in self.task_loss_sums.items()}
 
     def compute_forward(self, batch, stage):
         """Encoder, task heads and (with ASR) the CTC head."""
@@ -178,6 +225,7 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
                 append_word_errors(
                     self.wer_stats, list(batch.id), hyps, list(batch.wrd)
                 )
+        self._add_task_losses({"emotion": emotion_loss, **aux})
         loss = auxiliary_weighted_loss(emotion_loss, aux, self.hparams.aux_weight)
         if self.hparams.scl_loss is not None:
             embeddings = [outputs.embeddings[task] for task in self.hparams.scl_tasks]
@@ -190,8 +238,10 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
         return loss
 
     def stage_scores(self, stage_loss):
-        """Emotion scores, plus auxiliary UA and WER outside training."""
+        """Emotion scores and per-task losses, plus auxiliary UA and WER outside
+        training."""
         stats = super().stage_scores(stage_loss)
+        stats.update(self.task_losses())
         if self.current_stage == sb.Stage.TRAIN:
             return stats
         for task, kept in self.aux_outputs.items():
@@ -223,12 +273,13 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
         return scores
 
     def write_evaluation(self, stats):
-        """As the base class, with the auxiliary UAs and WER added."""
+        """As the base class, with the auxiliary UAs, WER and per-task losses added
+        to ``metrics.json``; with ASR also writes :data:`ASR_HYPOTHESES_FILE`."""
         super().write_evaluation(stats)
         extra = {
             k: v
             for k, v in stats.items()
-            if k.endswith("_UA") or k.startswith("UA_") or k == "WER"
+            if k.endswith("_UA") or k.startswith(("UA_", "loss_")) or k == "WER"
         }
         path = os.path.join(self.hparams.output_folder, "metrics.json")
         with open(path, encoding="utf-8") as f:
@@ -237,6 +288,16 @@ class MultiTaskSSLBrain(InLoopBrain, UtteranceClassifierBrain):
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2)
         os.replace(path + ".tmp", path)
+        if self.hparams.asr and self.wer_stats.ids:
+            hypotheses = os.path.join(self.hparams.output_folder, ASR_HYPOTHESES_FILE)
+            write_word_errors(hypotheses, self.wer_stats)
+            empty = sum(score["hyp_empty"] for score in self.wer_stats.scores)
+            logger.info(
+                "Test ASR: %d of %d greedy hypotheses empty (all blank) -> %s",
+                empty,
+                len(self.wer_stats.scores),
+                hypotheses,
+            )
         if extra:
             logger.info("Test, auxiliary tasks: %s", extra)
 

@@ -11,12 +11,15 @@
   length, then averaged over the batch; HF's ``ctc_loss_reduction`` defaults to sum)
   and ``zero_infinity``;
 * :func:`greedy_transcripts` decodes logits greedily into strings;
-* :func:`word_error_rate` is the corpus-level WER of SpeechBrain's ``ErrorRateStats``.
+* :func:`word_error_rate` is the corpus-level WER of SpeechBrain's ``ErrorRateStats``;
+* :func:`write_word_errors` writes its per-utterance hypotheses and errors to a CSV
+  (an all-blank decoder shows as empty hypotheses, WER 100).
 
 Authors
  * ser_lib contributors
 """
 
+import csv
 import os
 
 import torch
@@ -237,3 +240,61 @@ def word_error_rate(hypotheses, references):
     ids = [str(i) for i in range(len(references))]
     append_word_errors(stats, ids, hypotheses, references)
     return float(stats.summarize("WER"))
+
+
+WORD_ERROR_COLUMNS = [
+    "ID",
+    "reference",
+    "hypothesis",
+    "errors",
+    "reference_words",
+    "substitutions",
+    "deletions",
+    "insertions",
+]
+"""Columns of :func:`write_word_errors`' CSV."""
+
+
+def write_word_errors(path, stats):
+    """Writes the utterances of an ``ErrorRateStats`` (word level) to a CSV.
+
+    One row per utterance: ID, reference, hypothesis (words joined by spaces; empty
+    when greedy decoding gave only blanks), edits, reference words and the
+    substitutions, deletions and insertions (see :data:`WORD_ERROR_COLUMNS`).
+
+    Arguments
+    ---------
+    path : str
+        The CSV to write (replaced atomically).
+    stats : speechbrain.utils.metric_stats.ErrorRateStats
+        Filled by :func:`append_word_errors`.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> stats = ErrorRateStats()
+    >>> append_word_errors(stats, ["u1", "u2"], ["THE CAT", ""], ["THE HAT", "HI"])
+    >>> path = os.path.join(tempfile.mkdtemp(), "asr_hypotheses.csv")
+    >>> write_word_errors(path, stats)
+    >>> print(open(path).read().strip())
+    ID,reference,hypothesis,errors,reference_words,substitutions,deletions,insertions
+    u1,THE HAT,THE CAT,1,2,1,0,0
+    u2,HI,,1,1,0,1,0
+    """
+    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(WORD_ERROR_COLUMNS)
+        for score in stats.scores:
+            writer.writerow(
+                [
+                    score["key"],
+                    " ".join(score["ref_tokens"]),
+                    " ".join(score["hyp_tokens"]),
+                    score["num_edits"],
+                    score["num_ref_tokens"],
+                    score["substitutions"],
+                    score["deletions"],
+                    score["insertions"],
+                ]
+            )
+    os.replace(path + ".tmp", path)
