@@ -49,6 +49,7 @@ from ser_lib.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifes
 from ser_lib.dataio import build_label_encoder, feature_dataset
 from ser_lib.features import CacheMismatchError, FeatureCache
 from ser_lib.fold_results import aggregate_folds, results_table, write_results
+from ser_lib.precision import resolve_hparams_precision
 from ser_lib.recipe import prepare_data
 from ser_lib.train_logger import JsonlTrainLogger
 
@@ -170,6 +171,9 @@ def evaluate_run(
     with recipe_context(recipe_dir):
         with open(hparams_file, encoding="utf-8") as fin:
             hparams = load_hyperpyyaml(fin)
+        # The saved YAML may say precision: auto; resolve it for this device as
+        # train.py did (SpeechBrain's Brain accepts only fp32/fp16/bf16).
+        resolve_hparams_precision(hparams, device)
         checkpointer = hparams["checkpointer"]
         checkpoints = checkpointer.list_checkpoints()
         if not checkpoints:
