@@ -7,7 +7,7 @@ The rule (from the benchmark, docs/BENCHMARKS.md):
 - a CPU with bf16 matrix units (``amx_bf16`` or ``avx512_bf16`` among the
   ``/proc/cpuinfo`` flags) -> ``bf16`` when the model is at least
   ``bf16_cpu_min_d_model`` wide, else ``fp32``: on a 2-core AMX CPU a step at the
-  paper's width (d_model 384) ran 2.2x (stage 1) and 1.7x (stage 2) faster in bf16,
+  paper's width (d_model 384) ran 2.9x (stage 1) and 2.6x (stage 2) faster in bf16,
   while at the demo's width (d_model 128) bf16 was slower (stage 1 of fold 1 21.2 s
   against 16.4 s), the casts costing more than the small matmuls save;
 - any other device -> ``fp32``.
