@@ -272,7 +272,8 @@ def dataio_prep(hparams, skipped_audio=None):
     """Builds the fold's datasets from the hparams of either stage.
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv``, ``feature_folder``, ``classes``,
-    ``input_dim`` (checked against the cached features), ``max_frames``,
+    ``feature_dim`` (the channels per cached frame the model reads, checked against
+    the cache), ``max_frames``,
     ``oversample_ratio`` (0 = off), ``train_labelled`` (False for stage 1, whose
     training set may hold utterances of any label), ``train_sampler`` (a builder called with the
     training lengths, e.g. ``!name:ser_lib.sampling.PoolSortedBatchSampler``; None
@@ -294,14 +295,15 @@ def dataio_prep(hparams, skipped_audio=None):
     ------
     ValueError
         If the training manifest is empty, a label is outside ``classes``, or the
-        cached features do not have ``input_dim`` channels.
+        cached features do not have ``feature_dim`` channels.
     """
     cache = FeatureCache(hparams["feature_folder"])
-    if len(cache) > 0 and cache.feature_dim != hparams["input_dim"]:
+    if len(cache) > 0 and cache.feature_dim != hparams["feature_dim"]:
         raise ValueError(
             f"The features in {cache.cache_dir} have {cache.feature_dim} channels but "
-            f"input_dim is {hparams['input_dim']}: set input_dim to the encoder's "
-            f"output size (the cache was built by {cache.fingerprint})"
+            f"the model reads {hparams['feature_dim']} (feature_dim): set input_dim "
+            "(and input_layers, or the baseline's layer_dim and cached_layers) to the "
+            f"encoder's output (the cache was built by {cache.fingerprint})"
         )
     label_encoder = build_label_encoder(hparams["classes"])
     skipped_audio = skipped_audio or {}

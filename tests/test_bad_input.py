@@ -69,6 +69,7 @@ def fold(tmp_path_factory):
         "valid_csv": str(prep / "fold1" / "valid.csv"),
         "test_csv": str(prep / "fold1" / "test.csv"),
         "input_dim": 160,
+        "feature_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 0.0,
         "train_labelled": True,
@@ -377,8 +378,8 @@ def test_cache_of_another_encoder_is_refused(fold, tmp_path):
     assert str(cache_dir) in message and "n_mels: cache=80, encoder=40" in message
     assert "feature_folder" in message
     # Training with a model sized for another encoder: named before any training.
-    with pytest.raises(ValueError, match="have 160 channels but input_dim is 1024"):
-        dataio_prep({**fold["hparams"], "input_dim": 1024})
+    with pytest.raises(ValueError, match="have 160 channels but the model reads 1024"):
+        dataio_prep({**fold["hparams"], "feature_dim": 1024})
 
 
 # ------------------------------------------------------------- class coverage

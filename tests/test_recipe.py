@@ -182,6 +182,7 @@ def test_training_batch_samplers_cover_the_fold_with_less_padding(fold1):
         "valid_csv": str(prep / "valid.csv"),
         "test_csv": str(prep / "test.csv"),
         "input_dim": 160,
+        "feature_dim": 160,
         "max_frames": 1500,
         "oversample_ratio": 1.0,
         "train_labelled": True,

@@ -355,14 +355,17 @@ def module_param_groups(modules, lr_scales=None):
 
     Every group records its module's ``lr_scale`` (``lr_scales[name]``, 1.0 when
     not listed): :meth:`ProgressBrain.on_fit_batch_start` sets the group's learning
-    rate to the schedule's times that scale.
+    rate to the schedule's times that scale. A dotted name (``student.input_mix``)
+    scales one submodule of a module: its parameters get a group of their own,
+    after their module's group, which keeps the rest.
 
     Arguments
     ---------
     modules : dict or torch.nn.ModuleDict
-        Module name -> module.
+        Module name -> module (DDP-wrapped modules are looked into).
     lr_scales : dict, optional
-        Module name -> multiplier of the schedule's learning rate.
+        Module name, or ``module.submodule`` path -> multiplier of the schedule's
+        learning rate.
 
     Returns
     -------
@@ -372,7 +375,8 @@ def module_param_groups(modules, lr_scales=None):
     Raises
     ------
     ValueError
-        If ``lr_scales`` names a module that ``modules`` lacks.
+        If ``lr_scales`` names a module that ``modules`` lacks, or a submodule
+        path that its module does not have.
 
     Example
     -------
@@ -380,14 +384,41 @@ def module_param_groups(modules, lr_scales=None):
     >>> groups = module_param_groups(modules, {"mix": 20.0})
     >>> [(g["name"], g["lr_scale"], len(g["params"])) for g in groups]
     [('mix', 20.0, 2), ('head', 1.0, 2)]
+    >>> net = {"net": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))}
+    >>> groups = module_param_groups(net, {"net.1": 10.0})
+    >>> [(g["name"], g["lr_scale"], len(g["params"])) for g in groups]
+    [('net', 1.0, 2), ('net.1', 10.0, 2)]
     """
     scales = dict(lr_scales or {})
-    unknown = set(scales) - set(modules.keys())
+    unknown = {name.split(".", 1)[0] for name in scales} - set(modules.keys())
     if unknown:
         raise ValueError(f"lr_scales names unknown modules {sorted(unknown)}")
     groups = []
     for name, module in modules.items():
-        params = [p for p in module.parameters() if p.requires_grad]
+        taken = set()
+        subgroups = []
+        for key in sorted(k for k in scales if k.startswith(f"{name}.")):
+            path = key[len(name) + 1 :]
+            try:
+                submodule = unwrap(module).get_submodule(path)
+            except AttributeError as error:
+                raise ValueError(
+                    f"lr_scales names {key!r}, but module {name!r} has no "
+                    f"submodule {path!r} ({error})"
+                ) from None
+            params = [
+                p
+                for p in submodule.parameters()
+                if p.requires_grad and id(p) not in taken
+            ]
+            taken.update(id(p) for p in params)
+            if params:
+                subgroups.append(
+                    {"params": params, "lr_scale": float(scales[key]), "name": key}
+                )
+        params = [
+            p for p in module.parameters() if p.requires_grad and id(p) not in taken
+        ]
         if params:
             groups.append(
                 {
@@ -396,6 +427,7 @@ def module_param_groups(modules, lr_scales=None):
                     "name": name,
                 }
             )
+        groups.extend(subgroups)
     return groups
 
 

@@ -8,7 +8,6 @@ the output files are those of stage 2 (:class:`UtteranceClassifierBrain`), so th
 driver, the report and the results table read a baseline fold like any other.
 """
 
-from ser_lib.brains.base import module_param_groups
 from ser_lib.brains.classifier import UtteranceClassifierBrain
 
 
@@ -25,13 +24,6 @@ class BaselineBrain(UtteranceClassifierBrain):
     """
 
     replicated_modules = ("layer_mix", "projection", "classifier")
-
-    def optimizer_params(self):
-        """One parameter group, or one per module when ``lr_scales`` sets a scale
-        (e.g. a larger learning rate for the layer weights)."""
-        if not self.hparams.lr_scales:
-            return super().optimizer_params()
-        return module_param_groups(self.modules, self.hparams.lr_scales)
 
     def compute_forward(self, batch, stage):
         """Layer mix → projection → pooling → classifier.

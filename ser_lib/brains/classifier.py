@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.brains.base import ProgressBrain
+from ser_lib.brains.base import ProgressBrain, module_param_groups
 from ser_lib.metrics import confusion_matrix, ser_scores
 
 logger = get_logger(__name__)
@@ -46,9 +46,13 @@ class UtteranceClassifierBrain(ProgressBrain):
         self.skipped_audio = {}
 
     def optimizer_params(self):
-        """What the optimizer gets: the trainable parameters only (a subclass may
-        freeze some, or give parameter groups)."""
-        return [p for p in self.modules.parameters() if p.requires_grad]
+        """What the optimizer gets: the trainable parameters, in one group, or one
+        group per module (and scaled submodule) when ``lr_scales`` sets a scale
+        (e.g. a larger learning rate for layer weights, see
+        :func:`ser_lib.brains.base.module_param_groups`)."""
+        if not self.hparams.lr_scales:
+            return [p for p in self.modules.parameters() if p.requires_grad]
+        return module_param_groups(self.modules, self.hparams.lr_scales)
 
     def init_optimizers(self):
         """Optimises :meth:`optimizer_params`."""

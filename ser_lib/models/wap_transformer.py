@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ser_lib.models.baseline import LayerWeightedSum
 from ser_lib.models.masking import valid_frames
 from ser_lib.models.transformer_block import (
     TransformerBlock,
@@ -112,6 +113,18 @@ class WAPTransformer(nn.Module):
     init_std : float
         Standard deviation of the truncated-normal initialisation of the
         position table, the mask embedding and all linear weights.
+    input_layers : int
+        Encoder layers the cached features hold, each of ``input_dim`` channels
+        (the flat layout of :class:`ser_lib.models.LayerWeightedSum`: input
+        ``[B, T, input_layers * input_dim]``). Above 1, a learnable
+        softmax-weighted sum of the layers (``input_mix``) feeds the patch
+        embedding, as in the frozen baseline; it is part of the backbone, so the
+        EMA teacher, the checkpoints and the stage-1 export carry it.
+    input_layer_norm : bool
+        Normalise every layer's frames before the mix (``LayerWeightedSum``'s
+        ``layer_norm``); with one layer, a plain parameter-free layer norm of the
+        input. False with one layer: no ``input_mix`` at all (the features go
+        straight to the patch embedding, the state dict as before the option).
 
     Example
     -------
@@ -124,6 +137,12 @@ class WAPTransformer(nn.Module):
     >>> z = model(x, lengths, frame_mask)
     >>> z.shape, bool(z[1, 6:].abs().sum() == 0)
     (torch.Size([2, 10, 16]), True)
+    >>> mixed = WAPTransformer(input_dim=32, d_model=16, num_layers=2, nhead=4,
+    ...                        max_frames=50, input_layers=3, input_layer_norm=True)
+    >>> mixed(torch.randn(2, 10, 3 * 32), lengths).shape
+    torch.Size([2, 10, 16])
+    >>> mixed.input_mix.weights().tolist()  # uniform at the start
+    [0.3333..., 0.3333..., 0.3333...]
     """
 
     def __init__(
@@ -137,13 +156,27 @@ class WAPTransformer(nn.Module):
         dropout=0.0,
         mlp_layers=3,
         init_std=0.02,
+        input_layers=1,
+        input_layer_norm=False,
     ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(
                 f"WAPTransformer: num_layers must be >= 1, got {num_layers}"
             )
+        if input_layers < 1:
+            raise ValueError(
+                f"WAPTransformer: input_layers must be >= 1, got {input_layers}"
+            )
         self.input_dim = input_dim
+        self.input_layers = input_layers
+        self.input_mix = None
+        if input_layers > 1 or input_layer_norm:
+            self.input_mix = LayerWeightedSum(
+                num_layers=input_layers,
+                layer_dim=input_dim,
+                layer_norm=input_layer_norm,
+            )
         self.d_model = d_model
         self.max_frames = max_frames
         self.init_std = init_std
@@ -192,6 +225,8 @@ class WAPTransformer(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(self.layer_weights)
+        if self.input_mix is not None:
+            nn.init.zeros_(self.input_mix.layer_weights)
 
     def interpolated_pos_embedding(self, num_frames):
         """Returns position embeddings for ``num_frames`` frames.
@@ -301,9 +336,11 @@ class WAPTransformer(nn.Module):
         >>> torch.allclose(part[keep], full[keep], atol=1e-6), bool(part[~keep].any())
         (True, False)
         """
-        if x.dim() != 3 or x.shape[-1] != self.input_dim:
+        channels = self.input_layers * self.input_dim
+        if x.dim() != 3 or x.shape[-1] != channels:
             raise ValueError(
-                f"WAPTransformer: expected input [B, T, {self.input_dim}], "
+                f"WAPTransformer: expected input [B, T, {channels}] "
+                f"({self.input_layers} layer(s) of {self.input_dim}), "
                 f"got {tuple(x.shape)}"
             )
         batch, time, _ = x.shape
@@ -313,6 +350,8 @@ class WAPTransformer(nn.Module):
             n_valid = valid_frames(lengths, time).to(x.device)
         valid = torch.arange(time, device=x.device).unsqueeze(0) < n_valid.unsqueeze(1)
 
+        if self.input_mix is not None:
+            x = self.input_mix(x)  # [B, T, input_dim]
         h = self.patch_embedding(x)  # [B, T, d_model]
         if frame_mask is not None:
             if frame_mask.shape != (batch, time):
