@@ -11,8 +11,11 @@ frozen encoder in the loop and full fine-tuning (``tools/benchmark.py``).
 * :mod:`~benchmarks.tasks` / :mod:`~benchmarks.worker`: one
   measurement per configuration, each in a fresh process;
 * :mod:`~benchmarks.suite`: the run;
-* :mod:`~benchmarks.figures` / :mod:`~benchmarks.report`: the ratios
-  and estimates, and the report (``docs/BENCHMARKS.md``, ``docs/benchmarks.json``).
+* :mod:`~benchmarks.figures`: every ratio and estimate, computed once;
+* :mod:`~benchmarks.sections_training` / :mod:`~benchmarks.sections_data`: the
+  sections of the report, written with :mod:`~benchmarks.markdown`;
+* :mod:`~benchmarks.report`: the report (``docs/BENCHMARKS.md``,
+  ``docs/benchmarks.json``).
 """
 
 from benchmarks.config import SIZES, BenchmarkSize

@@ -25,9 +25,11 @@ from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.utils.checkpoints import Checkpointer
 
 from benchmarks.config import SIZES
+from benchmarks.figures import peak_mib
+from benchmarks.markdown import fmt, percent, render_section
 from benchmarks.measure import machine_info
 from benchmarks.precision import PRECISIONS, precision_steps
-from benchmarks.report import fmt, percent, render_section
+from benchmarks.sections_training import precision_rows
 from benchmarks.suite import corpus_durations, save_random_hubert
 from benchmarks.synthetic import random_feature_cache, write_noise_corpus
 from benchmarks.tasks import (
@@ -185,9 +187,8 @@ def run_device_check(size_name, device, work_dir):
 
 def _peak(entry):
     """Peak memory of a measured part: CUDA peak, else the RSS growth (MiB)."""
-    if entry["peak_cuda_mib"] is not None:
-        return f"{fmt(entry['peak_cuda_mib'])} MiB (GPU)"
-    return f"{fmt(entry['peak_rss_mib'])} MiB (RSS growth)"
+    where = "GPU" if entry["peak_cuda_mib"] is not None else "RSS growth"
+    return f"{fmt(peak_mib(entry))} MiB ({where})"
 
 
 def len_corpus(results):
@@ -223,17 +224,9 @@ def render_markdown(results, command):
             "",
         ]
     ]
-    for stage in ("stage1", "stage2"):
-        entry, share = steps[stage], steps["peak_share"][stage]
-        rows.append(
-            [
-                f"{stage} step (s)",
-                fmt(entry["fp32"]["median"]),
-                fmt(entry["bf16"]["median"]),
-                f"{fmt(entry['bf16_speedup'])}x",
-                f"{percent(share['fp32'])} / {percent(share['bf16'])}",
-            ]
-        )
+    rows += precision_rows(
+        steps, [(stage, f"{stage} step (s)") for stage in ("stage1", "stage2")]
+    )
     out += render_section(
         "Training steps, fp32 and bf16",
         (["", "fp32", "bf16", "fp32 / bf16", "share of fp32 / bf16 peak"], rows),

@@ -258,6 +258,17 @@ def count_flops(fn):
     return int(counter.get_total_flops())
 
 
+def matmul_flops(size):
+    """Floating-point operations of a ``size`` x ``size`` matrix product.
+
+    Example
+    -------
+    >>> matmul_flops(4)
+    128.0
+    """
+    return 2.0 * size**3
+
+
 def matmul_peak(size=2048, repeats=5, device="cpu", dtype=torch.float32):
     """This machine's matrix-multiply throughput: the best of ``repeats`` products.
 
@@ -289,7 +300,7 @@ def matmul_peak(size=2048, repeats=5, device="cpu", dtype=torch.float32):
     a @ b
     seconds = timing_summary(time_calls(lambda: a @ b, repeats, device=device))
     return {
-        "flop_per_s": 2.0 * size**3 / seconds["best"],
+        "flop_per_s": matmul_flops(size) / seconds["best"],
         "seconds": seconds,
         "size": size,
         "dtype": str(dtype).replace("torch.", ""),
