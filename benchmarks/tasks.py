@@ -65,6 +65,7 @@ TRAINING = dict(
     augment_mask_fraction=0.2,
     epochs=100,
     sync_interval=25,
+    lr_scales={},
 )
 """The recipes' training settings (hparams/adapter.yaml, hparams/finetune.yaml)."""
 
@@ -170,6 +171,7 @@ def adapter_brain(
             "pce_logits",
             "ema_alpha",
             "sync_interval",
+            "lr_scales",
         )
     }
     hparams.update(_schedules(kw.pop("epochs", TRAINING["epochs"])))
@@ -214,6 +216,7 @@ def finetune_brain(spec, input_dim, **kw):
         "freeze_backbone": False,
         "augment_mask_fraction": TRAINING["augment_mask_fraction"],
         "sync_interval": TRAINING["sync_interval"],
+        "lr_scales": TRAINING["lr_scales"],
         **_schedules(kw.pop("epochs", TRAINING["epochs"])),
         **kw,
     }
