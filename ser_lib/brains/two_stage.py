@@ -38,7 +38,7 @@ from ser_lib.brains.classifier import UtteranceClassifierBrain
 from ser_lib.brains.inloop import InLoopBrain, write_done
 from ser_lib.inloop.heads import IGNORE_INDEX
 from ser_lib.metrics import ser_scores
-from ser_lib.models.encoder_adapters import trainable_state_dict
+from ser_lib.models.trainable_params import trainable_state_dict
 from ser_lib.multitask_losses import (
     auxiliary_weighted_loss,
     fused_cross_entropy,

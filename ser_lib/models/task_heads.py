@@ -70,46 +70,6 @@ class TaskBranch(nn.Module):
         return self.projection(mean_pool(self.adapter(frames), lengths))
 
 
-class NoFusion(nn.Module):
-    """Emotion logits from the emotion embedding only: ``W_e x^e``.
-
-    Arguments
-    ---------
-    embedding_size : int
-        Embedding dimension e.
-    num_classes : int
-        Number of emotion classes.
-    main_task : str
-        Key of the emotion embedding.
-
-    Example
-    -------
-    >>> fusion = NoFusion(4, 3)
-    >>> fusion({"emotion": torch.randn(2, 4), "gender": torch.randn(2, 4)}).shape
-    torch.Size([1, 2, 3])
-    """
-
-    def __init__(self, embedding_size, num_classes, main_task="emotion"):
-        super().__init__()
-        self.main_task = main_task
-        self.classifier = nn.Linear(embedding_size, num_classes)
-
-    def forward(self, embeddings):
-        """Returns ``[1, B, C]`` logits.
-
-        Arguments
-        ---------
-        embeddings : dict
-            Task -> [B, e].
-
-        Returns
-        -------
-        torch.Tensor
-            [1, B, C].
-        """
-        return self.classifier(embeddings[self.main_task]).unsqueeze(0)
-
-
 class ConcatFusion(nn.Module):
     """Emotion logits from the concatenated embeddings: ``W_cat [x^e; x^g; x^s]``.
 
@@ -195,6 +155,32 @@ class SharedFusion(nn.Module):
             [V, B, C].
         """
         return torch.stack([self.classifier(embeddings[task]) for task in self.tasks])
+
+
+class NoFusion(SharedFusion):
+    """Emotion logits from the emotion embedding only: ``W_e x^e``.
+
+    A :class:`SharedFusion` over the main task alone (one view).
+
+    Arguments
+    ---------
+    embedding_size : int
+        Embedding dimension e.
+    num_classes : int
+        Number of emotion classes.
+    main_task : str
+        Key of the emotion embedding.
+
+    Example
+    -------
+    >>> fusion = NoFusion(4, 3)
+    >>> fusion({"emotion": torch.randn(2, 4), "gender": torch.randn(2, 4)}).shape
+    torch.Size([1, 2, 3])
+    """
+
+    def __init__(self, embedding_size, num_classes, main_task="emotion"):
+        super().__init__(embedding_size, num_classes, tasks=[main_task])
+        self.main_task = main_task
 
 
 class TaskOutputs(NamedTuple):
