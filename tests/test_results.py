@@ -285,3 +285,28 @@ def test_row_aggregated_without_running_says_so(tmp_path):
     assert "Code: not recorded (the command ran no stage" in markdown
     assert "Wall time" not in markdown and "commit `None`" not in markdown
     assert "| 70.83 | – | – |" in markdown  # F1 pooled, no other scores, no time
+
+
+def test_commands_show_placeholders_for_the_machine_paths(tmp_path):
+    results = make_run(tmp_path)
+    info_path = results / "run_info.json"
+    info = json.loads(info_path.read_text())
+    info["command"] = (
+        "python recipes/EmoDB/cross_validate.py --data_folder=/srv/me/EmoDB "
+        "--output_folder=/srv/me/exp --results_folder=/srv/me/exp/rows/r "
+        "--overrides='{encoder_source: /srv/me/EmoDB2}'"
+    )
+    info_path.write_text(json.dumps(info))
+    spec_path = make_spec(tmp_path)
+    spec = load_row_spec(spec_path)
+    spec["path_names"] = {"/srv/me/EmoDB": "/path/to/EmoDB", "/srv/me/exp": "OUT"}
+    collect_row(str(results), str(tmp_path / "docs" / "results" / "rows" / "done_row"))
+    table = write_results_files(spec, str(spec_path))
+    assert table["rows"]["done_row"]["command"] == (
+        "python recipes/EmoDB/cross_validate.py --data_folder=/path/to/EmoDB "
+        "--output_folder=OUT --results_folder=OUT/rows/r "
+        "--overrides='{encoder_source: /srv/me/EmoDB2}'"
+    )
+    assert (
+        "--results_folder=OUT/rows/r" in (tmp_path / "docs" / "RESULTS.md").read_text()
+    )

@@ -82,7 +82,9 @@ def load_row_spec(path):
         on fewer folds than the others), an optional ``notes`` (markdown shown
         above the table: the protocol, the conclusions) and an optional
         ``n_folds`` (the protocol's number of folds: a row run on fewer says
-        ``k of n`` in the table).
+        ``k of n`` in the table) and an optional ``path_names`` (a path of the
+        machine that ran the rows -> the placeholder the commands show instead,
+        e.g. ``/home/me/EmoDB: /path/to/EmoDB``; see :func:`generic_paths`).
 
     Raises
     ------
@@ -307,6 +309,10 @@ def build_table(spec):
     rows = {}
     for name, row in spec["rows"].items():
         figures = row_figures(os.path.join(spec["rows_folder"], name))
+        if figures and figures["command"]:
+            figures["command"] = generic_paths(
+                figures["command"], spec.get("path_names") or {}
+            )
         rows[name] = {
             "description": row["description"],
             **({"note": row["note"]} if row.get("note") else {}),
@@ -324,6 +330,37 @@ def build_table(spec):
     if spec.get("notes"):
         table["notes"] = spec["notes"]
     return table
+
+
+def generic_paths(command, path_names):
+    """``command`` with the machine's paths replaced by placeholders.
+
+    Longer paths are replaced first, and only where the path ends (at a ``/``, a
+    space, a quote, a comma, a brace or the end), so ``/work/EmoDB`` does not touch
+    ``/work/EmoDB2``.
+
+    Arguments
+    ---------
+    command : str
+        A command as it ran.
+    path_names : dict
+        Path -> placeholder.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> names = {"/srv/exp": "OUT", "/srv/exp/data": "/path/to/data"}
+    >>> generic_paths("run --data=/srv/exp/data --out=/srv/exp/a /srv/exp2", names)
+    'run --data=/path/to/data --out=OUT/a /srv/exp2'
+    """
+    for path in sorted(path_names, key=len, reverse=True):
+        pattern = re.escape(path.rstrip("/")) + r"(?=[/\s'\",}]|$)"
+        placeholder = path_names[path]
+        command = re.sub(pattern, lambda _, name=placeholder: name, command)
+    return command
 
 
 def scores_on_folds(row, folds):
