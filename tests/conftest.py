@@ -62,6 +62,20 @@ def save_tiny_ssl_model(
     return str(model_dir)
 
 
+def iemocap_cross_validate():
+    """The IEMOCAP recipe's ``cross_validate.py``, imported as ``cross_validate`` (the
+    name its own imports give it; imported once per test session)."""
+    import sys
+
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "IEMOCAP")
+    sys.path.insert(0, recipe)
+    try:
+        import cross_validate
+    finally:
+        sys.path.remove(recipe)
+    return cross_validate
+
+
 def load_module(path, name):
     """Imports the Python file ``path`` as a module called ``name`` (a recipe or tool
     script that is not a package module)."""

@@ -6,12 +6,11 @@ IEMOCAP-format tree with fbank features (80 log-Mel x 2 stacked frames, read her
 """
 
 import json
-import os
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from conftest import iemocap_cross_validate
 from fixtures_iemocap import make_iemocap_fixture
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.linear import Linear
@@ -19,10 +18,6 @@ from speechbrain.nnet.linear import Linear
 from ser_lib.brains import BaselineBrain
 from ser_lib.models import LayerWeightedSum, mean_pool
 from ser_lib.results import collect_row, row_figures
-
-RECIPE = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "recipes", "IEMOCAP")
-)
 
 
 def test_layer_weights_are_a_softmax_and_learn():
@@ -145,11 +140,7 @@ def test_padding_does_not_change_the_prediction():
 
 def test_baseline_fold_through_the_driver(tmp_path):
     corpus = make_iemocap_fixture(tmp_path / "iemocap", utterances_per_dialog=8)
-    sys.path.insert(0, RECIPE)
-    try:
-        import cross_validate
-    finally:
-        sys.path.remove(RECIPE)
+    cross_validate = iemocap_cross_validate()
     common = {
         "encoder_name": "fbank",
         "encoder_hparams": "hparams/encoder/fbank.yaml",

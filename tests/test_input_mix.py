@@ -8,19 +8,15 @@ fbank features (80 log-Mel x 2 stacked frames, read as 2 "layers" of 80).
 """
 
 import json
-import os
-import sys
 
 import pytest
 import torch
+from conftest import iemocap_cross_validate
 from fixtures_iemocap import make_iemocap_fixture
 
 from ser_lib.brains.base import module_param_groups
 from ser_lib.models import LayerWeightedSum, WAPTransformer
 
-RECIPE = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "recipes", "IEMOCAP")
-)
 SMALL = {"d_model": 8, "num_layers": 2, "nhead": 2, "max_frames": 20}
 
 
@@ -75,11 +71,7 @@ def test_dotted_lr_scales_split_a_submodule_into_its_own_group():
 
 def test_both_stages_on_a_layer_mix_through_the_driver(tmp_path):
     corpus = make_iemocap_fixture(tmp_path / "iemocap", utterances_per_dialog=6)
-    sys.path.insert(0, RECIPE)
-    try:
-        import cross_validate
-    finally:
-        sys.path.remove(RECIPE)
+    cross_validate = iemocap_cross_validate()
     common = {
         "encoder_name": "fbank",
         "encoder_hparams": "hparams/encoder/fbank.yaml",

@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import iemocap_cross_validate
 from fixtures_iemocap import make_iemocap_fixture
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "recipes", "IEMOCAP")
@@ -137,11 +138,7 @@ def test_stage1_resumes_from_its_checkpoint(fold1):
 
 
 def test_cross_validation_runs_resumes_and_aggregates(corpus, tmp_path):
-    sys.path.insert(0, RECIPE)
-    try:
-        import cross_validate
-    finally:
-        sys.path.remove(RECIPE)
+    cross_validate = iemocap_cross_validate()
     config = tmp_path / "config.yaml"
     config.write_text(
         json.dumps({"common": TINY, "adapter": ADAPTER, "finetune": FINETUNE})

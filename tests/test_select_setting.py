@@ -8,16 +8,15 @@ baseline runs with ``valid_mode: speaker`` through the IEMOCAP fold driver.
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import iemocap_cross_validate
 from fixtures_iemocap import make_iemocap_fixture
 
 from ser_lib.selection import SelectionError, last_epoch_validation, select_candidate
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = str(ROOT / "recipes" / "IEMOCAP")
 
 
 def load_tool():
@@ -177,11 +176,7 @@ def test_real_baseline_runs_with_a_validation_speaker(tmp_path):
     """Stage 2 run by the fold driver with valid_mode: speaker logs what the
     selection reads; a run without a validation speaker is refused."""
     corpus = make_iemocap_fixture(tmp_path / "iemocap", utterances_per_dialog=8)
-    sys.path.insert(0, RECIPE)
-    try:
-        import cross_validate
-    finally:
-        sys.path.remove(RECIPE)
+    cross_validate = iemocap_cross_validate()
     folders = {}
     for name, layer, valid_mode in (
         ("layer0", 0, "speaker"),

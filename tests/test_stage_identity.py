@@ -1,12 +1,12 @@
 """Ablations are never answered from an earlier run's files (ser_lib.stage_identity)."""
 
 import json
-import sys
 
 import pytest
 import torch
+from conftest import iemocap_cross_validate
 from fixtures_iemocap import make_iemocap_fixture
-from test_recipe import ADAPTER, FINETUNE, RECIPE, TINY
+from test_recipe import ADAPTER, FINETUNE, TINY
 
 from ser_lib.stage_identity import (
     StageSettingsError,
@@ -17,11 +17,7 @@ from ser_lib.stage_identity import (
 
 
 def cross_validate_main(argv):
-    sys.path.insert(0, RECIPE)
-    try:
-        import cross_validate
-    finally:
-        sys.path.remove(RECIPE)
+    cross_validate = iemocap_cross_validate()
     return cross_validate.main(argv)
 
 
