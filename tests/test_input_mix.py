@@ -9,12 +9,14 @@ fbank features (80 log-Mel x 2 stacked frames, read as 2 "layers" of 80).
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from conftest import iemocap_cross_validate
 from fixtures_iemocap import make_iemocap_fixture
 
 from ser_lib.brains.base import module_param_groups
+from ser_lib.inference import EmotionRecognizer
 from ser_lib.models import LayerWeightedSum, WAPTransformer
 
 SMALL = {"d_model": 8, "num_layers": 2, "nhead": 2, "max_frames": 20}
@@ -117,3 +119,18 @@ def test_both_stages_on_a_layer_mix_through_the_driver(tmp_path):
     assert not torch.equal(
         backbone["input_mix.layer_weights"], teacher["input_mix.layer_weights"]
     )
+    # The stage-2 folder is a usable model: the recogniser rebuilds the mix and
+    # predicts what the fold's evaluation wrote.
+    recognizer = EmotionRecognizer.from_hparams(str(fold_dir / "finetune"))
+    predictions = pd.read_csv(fold_dir / "finetune" / "predictions.csv")
+    test_rows = pd.read_csv(out / "prepared_all" / "fold1" / "test.csv")
+    wavs = {
+        row.ID: row.wav.replace("$data_root", corpus["data_folder"])
+        for row in test_rows.itertuples()
+    }
+    for _, row in predictions.head(4).iterrows():
+        result = recognizer.classify_file(wavs[row["ID"]])
+        assert result.label == row["predicted"], row["ID"]
+        expected = [row[f"prob_{c}"] for c in recognizer.classes]
+        got = [result.probabilities[c] for c in recognizer.classes]
+        assert got == pytest.approx(expected, abs=1e-5)
