@@ -170,6 +170,24 @@ def test_tool_writes_json_and_markdown_per_question(tmp_path, capsys):
     assert "| **layer6** (chosen) | 70.00 | 70.00 ± 0.00 | 71.00 ± 0.00" in markdown
     with pytest.raises(SystemExit):
         tool.main(["--question", "q", "--candidate", "lonely"] + out)
+    # --path_names: the recorded command shows placeholders and not the option itself
+    tool.main(
+        ["--question", "pce_logits", "--candidate", "cosine", str(low)]
+        + [
+            "--candidate",
+            "neg_sqdist",
+            str(high),
+            "--path_names",
+            f"{{{tmp_path}: OUT}}",
+        ]
+        + out
+    )
+    command = json.loads((tmp_path / "s.json").read_text())["questions"]["pce_logits"][
+        "command"
+    ]
+    assert str(tmp_path) not in command and "--path_names" not in command
+    assert "--candidate cosine OUT/low/fold1/finetune" in command
+    assert "--json OUT/s.json" in command
 
 
 def test_real_baseline_runs_with_a_validation_speaker(tmp_path):

@@ -21,9 +21,12 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
+
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ser_lib.results import generic_paths  # noqa: E402
 from ser_lib.selection import SCORES, select_candidate, write_selection  # noqa: E402
 
 DEFAULT_JSON = "docs/results/emodb_selection.json"
@@ -51,6 +54,13 @@ def build_parser():
     parser.add_argument(
         "--markdown", default=DEFAULT_MARKDOWN, help="the selections page"
     )
+    parser.add_argument(
+        "--path_names",
+        default="{}",
+        help="YAML mapping: a path of this machine -> the placeholder the recorded "
+        'command shows instead, e.g. "{/home/me/exp: OUT}" (this option itself is '
+        "left out of the recorded command)",
+    )
     return parser
 
 
@@ -67,7 +77,18 @@ def main(argv=None):
             parser.error(f"--candidate {name} is given twice")
         candidates[name] = paths
     result = select_candidate(candidates, metric=args.metric)
-    command = shlex.join(["python", "tools/select_setting.py", *argv])
+    recorded, skip = [], False
+    for arg in argv:  # without "--path_names VALUE" / "--path_names=VALUE"
+        if skip or arg.startswith("--path_names="):
+            skip = False
+        elif arg == "--path_names":
+            skip = True
+        else:
+            recorded.append(arg)
+    command = generic_paths(
+        shlex.join(["python", "tools/select_setting.py", *recorded]),
+        yaml.safe_load(args.path_names) or {},
+    )
     write_selection(
         args.json,
         args.markdown,
