@@ -21,7 +21,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.brains.base import ProgressBrain, module_param_groups, unwrap
+from ser_lib.brains.base import ProgressBrain, optimizer_params, unwrap
 from ser_lib.losses import combined_loss, pseudo_ce_loss, reconstruction_loss
 from ser_lib.models.ema import copy_weights_, ema_update_
 from ser_lib.models.masking import random_frame_mask, valid_mask
@@ -76,12 +76,9 @@ class AdapterBrain(ProgressBrain):
         teacher instead.
         """
         copy_weights_(self.modules.teacher, unwrap(self.modules.student))
-        params = self.modules.student.parameters()
-        if self.hparams.lr_scales:  # e.g. {student.input_mix: 20.0}
-            params = module_param_groups(
-                {"student": self.modules.student}, self.hparams.lr_scales
-            )
-        self.optimizer = self.opt_class(params)
+        self.optimizer = self.opt_class(  # lr_scales e.g. {student.input_mix: 20.0}
+            optimizer_params({"student": self.modules.student}, self.hparams.lr_scales)
+        )
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)

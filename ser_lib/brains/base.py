@@ -431,6 +431,36 @@ def module_param_groups(modules, lr_scales=None):
     return groups
 
 
+def optimizer_params(modules, lr_scales=None):
+    """What an optimizer gets for ``modules``: their trainable parameters in one
+    group when ``lr_scales`` is empty, else :func:`module_param_groups`.
+
+    Arguments
+    ---------
+    modules : dict or torch.nn.ModuleDict
+        Module name -> module.
+    lr_scales : dict, optional
+        As :func:`module_param_groups`.
+
+    Returns
+    -------
+    list
+        Parameters (each once, in module order), or parameter groups.
+
+    Example
+    -------
+    >>> modules = {"mix": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 3)}
+    >>> len(optimizer_params(modules)), len(optimizer_params(modules, {"mix": 2.0}))
+    (4, 2)
+    """
+    if lr_scales:
+        return module_param_groups(modules, lr_scales)
+    trainable = (
+        p for module in modules.values() for p in module.parameters() if p.requires_grad
+    )
+    return list(dict.fromkeys(trainable))
+
+
 def state_digest(state_dict):
     """SHA-256 of a state dict: names, dtypes, shapes and values of every tensor.
 

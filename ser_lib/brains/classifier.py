@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from ser_lib.brains.base import ProgressBrain, module_param_groups
+from ser_lib.brains.base import ProgressBrain, optimizer_params
 from ser_lib.metrics import confusion_matrix, ser_scores
 
 logger = get_logger(__name__)
@@ -50,9 +50,7 @@ class UtteranceClassifierBrain(ProgressBrain):
         group per module (and scaled submodule) when ``lr_scales`` sets a scale
         (e.g. a larger learning rate for layer weights, see
         :func:`ser_lib.brains.base.module_param_groups`)."""
-        if not self.hparams.lr_scales:
-            return [p for p in self.modules.parameters() if p.requires_grad]
-        return module_param_groups(self.modules, self.hparams.lr_scales)
+        return optimizer_params(self.modules, self.hparams.lr_scales)
 
     def init_optimizers(self):
         """Optimises :meth:`optimizer_params`."""
